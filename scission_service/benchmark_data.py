@@ -64,6 +64,7 @@ class BenchmarkData(_Base):
     repeats: int = Field(0, ge=0)
     blocks: list[BlockTiming] = Field(min_length=1)
     whole_model_median_s: float | None = Field(None, ge=0)
+    call_overhead_s: float = Field(0.0, ge=0)  # calibrated per-call overhead already subtracted from times
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     source: str = "fedscission"
 

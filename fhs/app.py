@@ -1,0 +1,99 @@
+"""The FHS app factory: one FastAPI app per FHS process, built from settings (STYLE #3)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhs import __version__
+from fhs.errors import FHSError
+from fhs.runtime import Runtime
+from fhs.settings import Settings
+
+log = logging.getLogger("fhs")
+
+
+def error_response(status_code: int, code: str, message: str, details: object = None) -> JSONResponse:
+    """The one error body shape: ``{"error": {"code", "message", "details"?}}``."""
+    body: dict[str, object] = {"code": code, "message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status_code)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors, validation errors, HTTP errors and anything unexpected to the one error shape."""
+
+    @app.exception_handler(FHSError)
+    async def _fhs_error(request: Request, exc: FHSError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        response = JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")} for e in exc.errors()
+        ]
+        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+        message = f"invalid request: {'.'.join(first['loc'])}: {first['msg']}"
+        return error_response(422, "invalid_input", message[:500], {"problems": problems[:20]})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal error; the operator's log has the details")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the FHS app: Operator API, Member API and the public JWKS, sharing one runtime."""
+    from member_api.router import router as member_router
+    from operator_api.router import router as operator_router
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.start(settings)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.close()
+
+    app = FastAPI(
+        title=f"FedScission FHS ({settings.fhs_id})",
+        version=__version__,
+        lifespan=lifespan,
+        description="Federation Hosting Service: Operator API, Member API (IEEE 2302 style).",
+    )
+    install_error_handlers(app)
+    app.include_router(operator_router, prefix="/operator/v1")
+    app.include_router(member_router, prefix="/member/v1")
+
+    @app.get("/.well-known/jwks.json", tags=["public"])
+    async def jwks(request: Request) -> dict[str, object]:
+        """The FHS's public signing keys (verify invocation tokens and FHS-signed events with these)."""
+        return request.app.state.runtime.keyring.jwks()
+
+    @app.get("/healthz", tags=["public"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["public"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: the store answers."""
+        ok = await request.app.state.runtime.store.ping()
+        return JSONResponse({"status": "ok" if ok else "store unavailable"}, status_code=200 if ok else 503)
+
+    return app

@@ -1,0 +1,1 @@
+"""Append-only audit logs: one per federation, one for the operator."""

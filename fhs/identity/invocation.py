@@ -1,0 +1,147 @@
+"""Invocation tokens: what an upstream service sees instead of the member's own token (DESIGN §2, §4).
+
+The FHS that forwards a call signs a short-lived JWT with its own key (typ ``fhs-invocation+jwt``):
+``iss`` = the FHS's public URL, ``aud`` = the service id, ``sub`` = the member key, and the claims
+``federation``, ``member`` {iss, sub}, ``attributes``, ``jti``, ``iat``, ``nbf``, ``exp``. Resource services
+verify it with :func:`verify_invocation_token` against the FHS keys they pinned.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jwt
+from pydantic import BaseModel, ConfigDict, Field
+
+from fhs.errors import Unauthenticated
+from fhs.identity.keys import KEY_ALGORITHM, FHSKeyring
+
+INVOCATION_TOKEN_TYP = "fhs-invocation+jwt"
+
+ReplayCheck = Callable[[str, float], bool]
+"""``(jti, exp) -> True`` if the jti was seen before (the call then records it until ``exp``)."""
+
+
+class InvocationToken(BaseModel):
+    """What the FHS vouches for when it forwards one call of ``member`` to service ``service_id``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    federation: str = Field(min_length=1)
+    service_id: str = Field(min_length=1)
+    member_issuer: str = Field(min_length=1)
+    member_subject: str = Field(min_length=1)
+    attributes: tuple[str, ...] = ()
+
+    def claims(self, *, issuer: str, ttl_s: int, now: float | None = None) -> dict[str, Any]:
+        """The JWT claims of this token, valid ``ttl_s`` seconds from ``now``."""
+        issued = int(time.time() if now is None else now)
+        return {
+            "iss": issuer,
+            "aud": self.service_id,
+            "sub": f"{self.member_issuer}#{self.member_subject}",
+            "federation": self.federation,
+            "member": {"iss": self.member_issuer, "sub": self.member_subject},
+            "attributes": sorted(set(self.attributes)),
+            "jti": secrets.token_urlsafe(16),
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + ttl_s,
+        }
+
+    def mint(self, *, keyring: FHSKeyring, issuer: str, ttl_s: int, now: float | None = None) -> str:
+        """Sign this token with the FHS's current key (``issuer`` = the FHS public URL)."""
+        return keyring.sign(self.claims(issuer=issuer, ttl_s=ttl_s, now=now), typ=INVOCATION_TOKEN_TYP)
+
+
+def verify_invocation_token(
+    token: str,
+    *,
+    jwks: Mapping[str, Any],
+    issuer: str,
+    audience: str,
+    leeway: float = 30,
+    max_lifetime_s: int = 600,
+    replay_check: ReplayCheck | None = None,
+) -> dict[str, Any]:
+    """Verify an invocation token against pinned FHS keys; return its claims or raise ``Unauthenticated``.
+
+    Only EdDSA keys from ``jwks`` are used (never a key named by the token), the ``typ`` must be
+    ``fhs-invocation+jwt``, and ``iss``/``aud`` must match exactly.
+    """
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16 * 1024:
+        raise Unauthenticated("malformed invocation token")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated(f"malformed invocation token: {exc}") from None
+    if header.get("alg") != KEY_ALGORITHM:
+        raise Unauthenticated(f"invocation token algorithm {str(header.get('alg'))[:20]!r} not allowed")
+    if header.get("typ") != INVOCATION_TOKEN_TYP:
+        raise Unauthenticated(f"not an invocation token (typ must be {INVOCATION_TOKEN_TYP})")
+    kid = header.get("kid")
+    key = None
+    for jwk in jwks.get("keys", []) if isinstance(jwks, Mapping) else []:
+        if isinstance(jwk, Mapping) and jwk.get("kid") == kid and jwk.get("kty") == "OKP" and "d" not in jwk:
+            try:
+                key = jwt.PyJWK(dict(jwk), algorithm=KEY_ALGORITHM).key
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
+                continue
+            break
+    if key is None:
+        raise Unauthenticated(f"unknown FHS signing key kid={str(kid)[:64]!r}")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[KEY_ALGORITHM],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("invocation token expired") from None
+    except jwt.InvalidAudienceError:
+        raise Unauthenticated(f"invocation token audience mismatch: expected {audience!r}") from None
+    except jwt.InvalidIssuerError:
+        raise Unauthenticated(f"invocation token issuer mismatch: expected {issuer!r}") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthenticated(f"invocation token has no '{exc.claim}' claim") from None
+    except jwt.InvalidSignatureError:
+        raise Unauthenticated("invocation token signature is invalid") from None
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated(f"invalid invocation token: {exc}") from None
+    if claims["exp"] - claims["iat"] > max_lifetime_s:
+        raise Unauthenticated(f"invocation token lifetime exceeds {max_lifetime_s} s")
+    member = claims.get("member")
+    if not isinstance(member, dict) or not isinstance(claims.get("federation"), str):
+        raise Unauthenticated("invocation token lacks 'federation' or 'member' claims")
+    if replay_check is not None and replay_check(str(claims["jti"]), float(claims["exp"])):
+        raise Unauthenticated("invocation token replayed (jti already used)")
+    return claims
+
+
+class JtiReplayCache:
+    """An in-process :data:`ReplayCheck`: remembers each jti until its token expires (plus leeway)."""
+
+    def __init__(self, *, leeway: float = 30, clock: Callable[[], float] = time.time) -> None:
+        self._seen: dict[str, float] = {}
+        self._leeway = leeway
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def __call__(self, jti: str, exp: float) -> bool:
+        """True if ``jti`` was seen before; otherwise remember it."""
+        now = self._clock()
+        with self._lock:
+            if len(self._seen) > 1024:
+                self._seen = {k: v for k, v in self._seen.items() if v > now}
+            if jti in self._seen and self._seen[jti] > now:
+                return True
+            self._seen[jti] = exp + self._leeway
+            return False

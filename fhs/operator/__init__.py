@@ -1,0 +1,1 @@
+"""Operator domain: trusted issuers, FedAdmin grants, status."""

@@ -1,0 +1,1 @@
+"""Policy decisions: Cedar discovery and access policies of services (use ``fhs.policy.service``)."""

@@ -1,0 +1,1 @@
+"""The FHS's API-gateway proxy: SSRF guard (``ssrf``) and request forwarding (``service``), DESIGN §4."""

@@ -1,0 +1,1 @@
+"""Service registry: ServiceOwners register endpoints with discovery and access policies."""

@@ -1,0 +1,83 @@
+"""The runtime of one FHS process: settings, store, HTTP client, signing keys, token validator.
+
+Framework-free: the app factory starts it in its lifespan and routers reach it through dependencies.
+The signing keyring and the operator credential's digest live in the store, so replicas sharing one
+store (Redis) sign with the same keys and accept the same operator credential.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from fhs.errors import Conflict
+from fhs.identity.keys import FHSKeyring
+from fhs.identity.operator import OperatorSecret
+from fhs.identity.validation import TokenValidator
+from fhs.settings import Settings
+from fhs.store import open_store
+from fhs.store.base import Put, Store
+
+SYSTEM = "system"
+
+
+async def _load_or_create_keyring(store: Store) -> FHSKeyring:
+    doc = await store.get(SYSTEM, "keyring")
+    if doc is None:
+        keyring = FHSKeyring.generate()
+        try:
+            await store.write([Put(SYSTEM, "keyring", keyring.export(), if_absent=True)])
+            return keyring
+        except Conflict:  # another replica created it first
+            doc = await store.get(SYSTEM, "keyring")
+    assert doc is not None
+    return FHSKeyring.load_from(doc.value)
+
+
+async def _shared_operator_secret(store: Store, local: OperatorSecret) -> OperatorSecret:
+    """All replicas accept the operator secret of the replica that started first (its digest is in the store)."""
+    try:
+        await store.write([Put(SYSTEM, "operator", {"sha256": local.digest_hex}, if_absent=True)])
+        return local
+    except Conflict:
+        doc = await store.get(SYSTEM, "operator")
+        assert doc is not None
+        return OperatorSecret(bytes.fromhex(doc.value["sha256"]), path=local.path)
+
+
+@dataclass
+class Runtime:
+    """Everything one FHS process holds while it runs."""
+
+    settings: Settings
+    store: Store
+    http: httpx.AsyncClient
+    keyring: FHSKeyring
+    validator: TokenValidator
+    operator: OperatorSecret
+    started_at: float
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Runtime:
+        """Open the store, load (or create on first start) keys and the operator credential."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(settings.resolved_store_url)
+        http = httpx.AsyncClient(follow_redirects=False, timeout=settings.proxy_timeout_s)
+        keyring = await _load_or_create_keyring(store)
+        operator = await _shared_operator_secret(store, OperatorSecret.open(settings.data_dir))
+        return cls(
+            settings=settings,
+            store=store,
+            http=http,
+            keyring=keyring,
+            validator=TokenValidator(settings, http),
+            operator=operator,
+            started_at=time.time(),
+        )
+
+    async def close(self) -> None:
+        """Release the HTTP client and the store."""
+        await self.http.aclose()
+        await self.store.close()

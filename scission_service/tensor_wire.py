@@ -1,0 +1,112 @@
+"""The binary tensor format between resources: one numpy ``.npy`` document, never a pickle (DESIGN §5.6).
+
+Decoding reads and checks the ``.npy`` header *before* touching the payload: format version, dtype in the
+allow-list (no object or structured dtypes, so ``allow_pickle=False`` is never even tested), rank, declared
+size against the byte limit, and the exact payload length (truncated or trailing bytes are refused). Arrays
+come back C-contiguous in native byte order. Errors are :class:`TensorWireError` with a readable message.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Collection
+
+import numpy as np
+
+MEDIA_TYPE = "application/x-npy"
+DEFAULT_MAX_BYTES = 256 * 1024**2
+MAX_RANK = 8
+ALLOWED_DTYPES: frozenset[str] = frozenset(
+    {"float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool"}
+)
+_MAX_HEADER_BYTES = 64 * 1024
+
+
+class TensorWireError(ValueError):
+    """Bytes are not an acceptable tensor (.npy) document, or an array cannot be sent; see the message."""
+
+
+def _check_array(
+    array: np.ndarray, *, max_bytes: int, allowed_dtypes: Collection[str], what: str
+) -> None:
+    if array.dtype.name not in allowed_dtypes or array.dtype.fields is not None:
+        raise TensorWireError(
+            f"{what} dtype {array.dtype.str!r} is not allowed; allowed: {', '.join(sorted(allowed_dtypes))}"
+        )
+    if array.ndim > MAX_RANK:
+        raise TensorWireError(f"{what} has rank {array.ndim}; at most {MAX_RANK} dimensions are allowed")
+    if array.nbytes > max_bytes:
+        raise TensorWireError(f"{what} holds {array.nbytes} bytes; the limit is {max_bytes} bytes")
+
+
+def encode_array(
+    array: np.ndarray,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allowed_dtypes: Collection[str] = ALLOWED_DTYPES,
+) -> bytes:
+    """Serialise ``array`` as ``.npy`` bytes (no pickle); refuse disallowed dtypes and oversized arrays."""
+    if not isinstance(array, np.ndarray):
+        raise TensorWireError(f"expected a numpy array, got {type(array).__name__}")
+    _check_array(array, max_bytes=max_bytes, allowed_dtypes=allowed_dtypes, what="array")
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def decode_array(
+    data: bytes | bytearray | memoryview,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    allowed_dtypes: Collection[str] = ALLOWED_DTYPES,
+) -> np.ndarray:
+    """Parse ``.npy`` bytes into an array after validating header, dtype, rank, size and exact length."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TensorWireError(f"expected bytes, got {type(data).__name__}")
+    raw = bytes(data)
+    if len(raw) > max_bytes + _MAX_HEADER_BYTES:
+        raise TensorWireError(f"tensor document is {len(raw)} bytes; the limit is {max_bytes} bytes of data")
+    stream = io.BytesIO(raw)
+    try:
+        major, minor = np.lib.format.read_magic(stream)
+        if (major, minor) == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=_MAX_HEADER_BYTES)
+        elif (major, minor) in ((2, 0), (3, 0)):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=_MAX_HEADER_BYTES)
+        else:
+            raise TensorWireError(f"unsupported .npy format version {major}.{minor}")
+    except TensorWireError:
+        raise
+    except Exception as exc:  # numpy raises ValueError/SyntaxError/... for malformed headers
+        raise TensorWireError(f"not a valid .npy tensor document: {exc}") from None
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise TensorWireError(f"dtype {dtype.descr!r} is not allowed (object/structured dtypes are refused)")
+    if dtype.name not in allowed_dtypes:
+        raise TensorWireError(
+            f"dtype {dtype.str!r} is not allowed; allowed: {', '.join(sorted(allowed_dtypes))}"
+        )
+    if len(shape) > MAX_RANK:
+        raise TensorWireError(f"tensor has rank {len(shape)}; at most {MAX_RANK} dimensions are allowed")
+    if any(not isinstance(d, int) or d < 0 for d in shape):
+        raise TensorWireError(f"invalid shape {shape!r}")
+    count = 1
+    for d in shape:
+        count *= d
+    expected = count * dtype.itemsize
+    if expected > max_bytes:
+        raise TensorWireError(f"tensor declares {expected} bytes of data; the limit is {max_bytes} bytes")
+    payload = raw[stream.tell():]
+    if len(payload) != expected:
+        raise TensorWireError(
+            f"tensor payload is {len(payload)} bytes but its header declares {expected} bytes "
+            f"(shape {shape}, dtype {dtype.str})"
+        )
+    array = np.frombuffer(payload, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    return np.array(array, dtype=dtype.newbyteorder("="), order="C", copy=True)
+
+
+def encoded_size(array: np.ndarray) -> int:
+    """Bytes :func:`encode_array` produces for ``array`` (header included), without copying the data."""
+    header = io.BytesIO()  # magic + header, exactly as np.save writes them
+    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+    return header.tell() + int(array.nbytes)
