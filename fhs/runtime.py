@@ -16,6 +16,8 @@ from fhs.errors import Conflict
 from fhs.identity.keys import FHSKeyring
 from fhs.identity.operator import OperatorSecret
 from fhs.identity.validation import TokenValidator
+from fhs.proxy.service import new_proxy_client
+from fhs.proxy.ssrf import parse_allowlist
 from fhs.settings import Settings
 from fhs.store import open_store
 from fhs.store.base import Put, Store
@@ -54,6 +56,9 @@ class Runtime:
     settings: Settings
     store: Store
     http: httpx.AsyncClient
+    """For the FHS's own calls (JWKS, peers)."""
+    proxy_http: httpx.AsyncClient
+    """For proxied member calls only: no cookies, no environment proxies, no redirects."""
     keyring: FHSKeyring
     validator: TokenValidator
     operator: OperatorSecret
@@ -63,14 +68,18 @@ class Runtime:
     async def start(cls, settings: Settings) -> Runtime:
         """Open the store, load (or create on first start) keys and the operator credential."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        parse_allowlist(settings.proxy_allowlist)  # a bad entry stops start-up, not a member's call
         store = open_store(settings.resolved_store_url)
-        http = httpx.AsyncClient(follow_redirects=False, timeout=settings.proxy_timeout_s)
+        http = httpx.AsyncClient(
+            follow_redirects=False, timeout=settings.jwks_fetch_timeout_s, trust_env=False
+        )
         keyring = await _load_or_create_keyring(store)
         operator = await _shared_operator_secret(store, OperatorSecret.open(settings.data_dir))
         return cls(
             settings=settings,
             store=store,
             http=http,
+            proxy_http=new_proxy_client(),
             keyring=keyring,
             validator=TokenValidator(settings, http),
             operator=operator,
@@ -80,4 +89,5 @@ class Runtime:
     async def close(self) -> None:
         """Release the HTTP client and the store."""
         await self.http.aclose()
+        await self.proxy_http.aclose()
         await self.store.close()

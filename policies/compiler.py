@@ -84,8 +84,9 @@ def _template(name: str, action: PolicyAction) -> str:
 def _any_of(names: list[str], action: PolicyAction) -> list[str]:
     template = _template("attributes-any-of", action)
     return [
-        template.replace('@id("attributes-any-of")', f"@id({_cedar_string('attributes-any-of:' + name)})", 1)
-        .replace("?principal", _attribute_uid(name), 1)
+        template.replace(
+            '@id("attributes-any-of")', f"@id({_cedar_string('attributes-any-of:' + name)})", 1
+        ).replace("?principal", _attribute_uid(name), 1)
         for name in names
     ]
 
@@ -116,7 +117,9 @@ def compile_policy(
 ) -> str:
     """Compile a policy spec (Cedar text or attribute shorthand) for ``action`` to validated Cedar text."""
     if action not in policy_service.ACTIONS:
-        raise InvalidInput(f"unknown policy action {action!r}; expected one of {', '.join(policy_service.ACTIONS)}")
+        raise InvalidInput(
+            f"unknown policy action {action!r}; expected one of {', '.join(policy_service.ACTIONS)}"
+        )
     if isinstance(spec, str):
         policy_service.validate_policy(spec)
         return spec
@@ -126,7 +129,9 @@ def compile_policy(
         )
     unknown = sorted(str(key) for key in spec if key not in _KEYS)
     if unknown:
-        raise InvalidInput(f"unknown policy shorthand key(s) {', '.join(unknown)}; allowed: {', '.join(_KEYS)}")
+        raise InvalidInput(
+            f"unknown policy shorthand key(s) {', '.join(unknown)}; allowed: {', '.join(_KEYS)}"
+        )
     given = [key for key in _PERMIT_KEYS if key in spec]
     if len(given) != 1:
         raise InvalidInput(
@@ -139,7 +144,8 @@ def compile_policy(
         if name not in SHORTHAND_TEMPLATES:
             hint = ' (write {"any_of": [...]} for attributes-any-of)' if name == "attributes-any-of" else ""
             raise InvalidInput(
-                f"unknown policy template {str(name)[:80]!r}; choose one of {', '.join(SHORTHAND_TEMPLATES)}{hint}"
+                f"unknown policy template {str(name)[:80]!r};"
+                f" choose one of {', '.join(SHORTHAND_TEMPLATES)}{hint}"
             )
         parts.append(_template(name, action))
     elif "any_of" in spec:

@@ -78,7 +78,7 @@ def graph_for(model: keras.Model) -> ModelGraph:
 
 
 def describe_resource(*, name: str, tier: Tier) -> ResourceDescriptor:
-    """Describe this machine: CPU model (``/proc/cpuinfo``), cores, memory, TensorFlow version, accelerator."""
+    """Describe this machine: CPU model (``/proc/cpuinfo``), cores, memory, TF version, accelerator."""
     cpu_model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
@@ -124,7 +124,8 @@ def _resolve_input_shape(graph: ModelGraph, input_shape: Sequence[int] | None) -
         d is not None and d != s for d, s in zip(declared[1:], shape[1:], strict=True)
     ):
         raise BenchmarkError(
-            f"input_shape {list(shape)} does not fit the model input {['N' if d is None else d for d in declared]}"
+            f"input_shape {list(shape)} does not fit the model input "
+            f"{['N' if d is None else d for d in declared]}"
         )
     if any(d is None for d in shape):
         raise BenchmarkError(
@@ -146,7 +147,9 @@ def _output_bytes(output: SegmentOutput) -> int:
     return sum(encoded_size(a) for a in arrays)
 
 
-def _measure(segment: Segment, inputs: Any, *, repeats: int, warmup: int) -> tuple[SegmentOutput, list[int], int]:
+def _measure(
+    segment: Segment, inputs: Any, *, repeats: int, warmup: int
+) -> tuple[SegmentOutput, list[int], int]:
     start = time.perf_counter_ns()
     output: SegmentOutput | None = None
     for _ in range(warmup):
@@ -195,7 +198,7 @@ def benchmark_model_with_stats(
     if not isinstance(repeats, int) or isinstance(repeats, bool) or not 1 <= repeats <= 10_000:
         raise BenchmarkError(f"repeats must be an integer in [1, 10000], got {repeats!r}")
     if not isinstance(warmup, int) or isinstance(warmup, bool) or not 1 <= warmup <= 1_000:
-        raise BenchmarkError(f"warmup must be an integer in [1, 1000] (the first call traces), got {warmup!r}")
+        raise BenchmarkError(f"warmup must be an integer in [1, 1000] (first calls are slow), got {warmup!r}")
     resource = describe_resource(name=resource_name, tier=tier)
     graph = graph_for(model)
     shape = _resolve_input_shape(graph, input_shape)
@@ -286,6 +289,15 @@ def benchmark_model(
         progress=progress,
     )
     return data
+
+
+def warm_up_segment(model: keras.Model, *, first_block: int, last_block: int) -> None:
+    """Build, trace and run segment ``[first_block, last_block]`` once on zeros so later calls are fast."""
+    segment = get_segment(graph_for(model), first_block, last_block)
+    if any(d is None for shape, _ in segment.input_specs for d in shape[1:]):
+        return  # free spatial dimensions: nothing sensible to warm up with
+    zeros = [np.zeros((1, *shape[1:]), dtype=dtype) for shape, dtype in segment.input_specs]
+    segment.execute(zeros)
 
 
 def sum_vs_whole_error(data: BenchmarkData) -> float | None:

@@ -1,11 +1,12 @@
 """Valid partition points of a Keras 3 functional model, found by graph analysis (DESIGN §5.1).
 
 The graph is taken at call-site granularity: vertices are the symbolic tensors of the model's own nodes, and
-an edge goes from every input tensor of a call site to each of its output tensors. A **partition point** is a
-tensor that every input→output path passes through, i.e. a dominator of a virtual sink fed by all model
-outputs (a virtual source feeds all model inputs). Such a tensor alone carries everything the rest of the model
-needs, so the model can be cut there and the tensor sent over the network. Points are totally ordered; the
-**blocks** are the spans between consecutive points (the model inputs open block 0, the outputs close the last).
+an edge goes from every input tensor of a call site to each of its output tensors. A **partition point** is
+a tensor that every input→output path passes through, i.e. a dominator of a virtual sink fed by all model
+outputs (a virtual source feeds all model inputs). Such a tensor alone carries everything the rest of the
+model needs, so the model can be cut there and the tensor sent over the network. Points are totally ordered;
+the **blocks** are the spans between consecutive points (the model inputs open block 0, the outputs close
+the last).
 
 Decisions, documented here once:
 

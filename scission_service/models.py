@@ -86,7 +86,8 @@ def build_application(
         kwargs["alpha"] = float(alpha)
     if input_shape is not None:
         shape = tuple(input_shape)
-        if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
+        positive = all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+        if len(shape) != 3 or not positive:
             raise ModelLoadError(
                 f"input_shape must be three positive integers (height, width, channels), got {input_shape!r}"
             )
@@ -124,7 +125,7 @@ def _check_archive(path: Path, max_bytes: int) -> None:
         if len(members) > _MAX_ARCHIVE_MEMBERS:
             raise ModelLoadError(f"{path.name} has {len(members)} members; refusing to unpack")
         if sum(m.file_size for m in members) > 4 * max_bytes:
-            raise ModelLoadError(f"{path.name} expands to more than {4 * max_bytes} bytes; refusing to unpack")
+            raise ModelLoadError(f"{path.name} expands to over {4 * max_bytes} bytes; refusing to unpack")
         try:
             info = archive.getinfo("config.json")
         except KeyError:
@@ -141,21 +142,22 @@ def _check_archive(path: Path, max_bytes: int) -> None:
             continue
         if class_name in _CODE_RUNNING_CLASSES:
             raise ModelLoadError(
-                f"{path.name} contains a {class_name} layer, which runs arbitrary code when loaded or called; "
-                "refusing it (safe mode). Rebuild the model from built-in Keras layers."
+                f"{path.name} contains a {class_name} layer, which runs arbitrary code when loaded or "
+                "called; refusing it (safe mode). Rebuild the model from built-in Keras layers."
             )
         module = obj.get("module")
         registered = obj.get("registered_name")
-        if class_name == "__lambda__" or (
-            module is not None and not (isinstance(module, str) and (module == "keras" or module.startswith("keras.")))
-        ):
+        keras_module = isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+        if class_name == "__lambda__" or (module is not None and not keras_module):
             raise ModelLoadError(
-                f"{path.name} references {class_name!r} from module {module!r}, which is not a built-in Keras "
-                "object; only models made of built-in Keras layers can be loaded safely"
+                f"{path.name} references {class_name!r} from module {module!r}, which is not a built-in "
+                "Keras object; only models made of built-in Keras layers can be loaded safely"
             )
-        if registered not in (None, class_name) and not (isinstance(registered, str) and registered.startswith("keras")):
+        keras_registered = isinstance(registered, str) and registered.startswith("keras")
+        if registered not in (None, class_name) and not keras_registered:
             raise ModelLoadError(
-                f"{path.name} references the custom object {registered!r}; only built-in Keras objects are allowed"
+                f"{path.name} references the custom object {registered!r}; only built-in Keras objects are "
+                "allowed"
             )
 
 
@@ -163,7 +165,7 @@ def load_model_file(path: str | Path, *, max_bytes: int = MAX_MODEL_FILE_BYTES) 
     """Load a ``.keras`` file in safe mode; refuse files that would run code, with :class:`ModelLoadError`."""
     path = Path(path)
     if path.suffix != ".keras":
-        raise ModelLoadError(f"{path.name}: only Keras 3 '.keras' files are accepted (no .h5, SavedModel or pickle)")
+        raise ModelLoadError(f"{path.name}: only Keras 3 '.keras' files are accepted (not .h5/SavedModel)")
     if not path.is_file():
         raise ModelLoadError(f"model file {str(path)!r} does not exist or is not a file")
     _check_archive(path, max_bytes)
@@ -187,7 +189,7 @@ def load_model(
     """Load ``spec``: a path ending in ``.keras`` (safe mode) or a ``keras.applications`` name."""
     if isinstance(spec, Path) or str(spec).endswith(".keras"):
         if alpha is not None or input_shape is not None:
-            raise ModelLoadError("alpha and input_shape apply to keras.applications names, not to .keras files")
+            raise ModelLoadError("alpha and input_shape apply to keras.applications names, not .keras files")
         return load_model_file(spec)
     return build_application(str(spec), seed=seed, alpha=alpha, input_shape=input_shape)
 
@@ -228,7 +230,7 @@ def _canonical_layer_refs(value: Any, names: dict[str, str]) -> Any:
 
 
 def model_digest(model: keras.Model) -> str:
-    """``sha256:<hex>`` over the architecture (layer names canonicalised) and every weight's dtype, shape, bytes."""
+    """``sha256:<hex>`` over the architecture (names canonicalised) and each weight's dtype/shape/bytes."""
     digest = hashlib.sha256()
     try:
         config = model.get_config()

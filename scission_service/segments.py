@@ -5,11 +5,12 @@ inputs for ``a = 0``) and its output the tensor leaving block ``b`` (the model o
 Segments are ``keras.Model`` objects that share the full model's layers and weights, so chaining the segments
 of any partition reproduces the full model.
 
-Execution mode (used by benchmarking *and* by segment execution, so measurements predict execution): each
-segment is called as ``model(x, training=False)`` inside a ``tf.function`` traced once per input shape. Compared
-with eager calls it removes per-layer Python dispatch (which would overcharge blocks made of many tiny layers);
-compared with ``predict_on_batch`` it avoids the per-call data-adapter set-up, which costs about a millisecond
-on every call and would dominate small blocks. Segments are cached per (model digest, a, b).
+Execution mode (used by benchmarking *and* by segment execution, so measurements predict execution):
+each segment is called as ``model(x, training=False)`` inside a ``tf.function`` traced once (batch dimension
+free) when the segment is built; its concrete function is then called directly. Compared with eager calls
+this removes per-layer Python dispatch (which would overcharge blocks made of many tiny layers); compared
+with ``predict_on_batch`` it avoids the per-call data-adapter set-up, which costs about a millisecond on
+every call and would dominate small blocks. Segments are cached per (model digest, a, b).
 """
 
 from __future__ import annotations
@@ -154,7 +155,9 @@ def get_segment(graph: ModelGraph, first_block: int, last_block: int) -> Segment
     def function(x: Any) -> Any:
         return sub_model(x, training=False)
 
-    segment = Segment(first_block, last_block, sub_model, function, specs)
+    with BUILD_LOCK:  # trace now; calling the concrete function skips tf.function's argument binding
+        concrete = function.get_concrete_function()
+    segment = Segment(first_block, last_block, sub_model, concrete, specs)
     with _cache_lock:
         existing = _cache.get(key)
         if existing is not None:

@@ -31,7 +31,7 @@ def _check_array(
 ) -> None:
     if array.dtype.name not in allowed_dtypes or array.dtype.fields is not None:
         raise TensorWireError(
-            f"{what} dtype {array.dtype.str!r} is not allowed; allowed: {', '.join(sorted(allowed_dtypes))}"
+            f"{what} dtype {array.dtype.name} is not allowed; allowed: {', '.join(sorted(allowed_dtypes))}"
         )
     if array.ndim > MAX_RANK:
         raise TensorWireError(f"{what} has rank {array.ndim}; at most {MAX_RANK} dimensions are allowed")
@@ -70,20 +70,21 @@ def decode_array(
     try:
         major, minor = np.lib.format.read_magic(stream)
         if (major, minor) == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream, max_header_size=_MAX_HEADER_BYTES)
+            header = np.lib.format.read_array_header_1_0(stream, max_header_size=_MAX_HEADER_BYTES)
         elif (major, minor) in ((2, 0), (3, 0)):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream, max_header_size=_MAX_HEADER_BYTES)
+            header = np.lib.format.read_array_header_2_0(stream, max_header_size=_MAX_HEADER_BYTES)
         else:
             raise TensorWireError(f"unsupported .npy format version {major}.{minor}")
     except TensorWireError:
         raise
     except Exception as exc:  # numpy raises ValueError/SyntaxError/... for malformed headers
         raise TensorWireError(f"not a valid .npy tensor document: {exc}") from None
+    shape, fortran_order, dtype = header
     if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         raise TensorWireError(f"dtype {dtype.descr!r} is not allowed (object/structured dtypes are refused)")
     if dtype.name not in allowed_dtypes:
         raise TensorWireError(
-            f"dtype {dtype.str!r} is not allowed; allowed: {', '.join(sorted(allowed_dtypes))}"
+            f"dtype {dtype.name} ({dtype.str}) is not allowed; allowed: {', '.join(sorted(allowed_dtypes))}"
         )
     if len(shape) > MAX_RANK:
         raise TensorWireError(f"tensor has rank {len(shape)}; at most {MAX_RANK} dimensions are allowed")

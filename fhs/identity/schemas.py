@@ -17,9 +17,9 @@ class TrustedIssuer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     issuer: str = Field(min_length=1, max_length=2048)
-    audience: str | None = Field(None, min_length=1, max_length=2048)
+    audience: str | None = Field(default=None, min_length=1, max_length=2048)
     jwks: dict[str, Any] | None = None
-    jwks_uri: str | None = Field(None, min_length=1, max_length=2048, pattern=r"^https?://")
+    jwks_uri: str | None = Field(default=None, min_length=1, max_length=2048, pattern=r"^https?://")
 
     @model_validator(mode="after")
     def _exactly_one_key_source(self) -> TrustedIssuer:

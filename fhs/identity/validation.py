@@ -309,7 +309,7 @@ class TokenValidator:
                             raise Unauthenticated(f"JWKS from {uri} is larger than {MAX_JWKS_BYTES} bytes")
         except TimeoutError:
             raise Unauthenticated(f"timed out after {timeout:g} s fetching JWKS from {uri}") from None
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
             raise Unauthenticated(f"cannot fetch JWKS from {uri}: {type(exc).__name__}") from None
         try:
             document = json.loads(body)

@@ -62,7 +62,7 @@ class IdPConfig(BaseModel):
 
     issuer: str = Field(pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
     key_dir: Path
-    token_ttl_s: int = Field(300, gt=0, le=3600)
+    token_ttl_s: int = Field(default=300, gt=0, le=3600)
     clients: dict[str, IdPClient] = Field(default_factory=dict)
 
     @property

@@ -34,7 +34,7 @@ async def invoke(
         attributes=tuple(sorted(member.attributes)),
     ).mint(keyring=runtime.keyring, issuer=settings.public_url, ttl_s=settings.invocation_token_ttl_s)
     return await forward(
-        client=runtime.http,
+        client=runtime.proxy_http,
         method=method,
         endpoint=service["endpoint"],
         sub_path=sub_path,

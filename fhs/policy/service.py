@@ -209,7 +209,9 @@ def _entities(member: MemberFacts, services: Sequence[ServiceFacts]) -> list[dic
     for service in services:
         if service.id in seen:
             if seen[service.id] != service:
-                raise InvalidInput(f"two different services share the id {service.id!r} in one decision batch")
+                raise InvalidInput(
+                    f"two different services share the id {service.id!r} in one decision batch"
+                )
             continue
         seen[service.id] = service
         entities.setdefault((MEMBER_TYPE, service.owner_key), _owner_entity(service))
@@ -269,7 +271,12 @@ def decide_many(
             }
             for index in indexes
         ]
-        results = cedarpy.is_authorized_batch(requests, policy_set, entities, _schema())
+        try:
+            results = cedarpy.is_authorized_batch(requests, policy_set, entities, _schema())
+        except (ValueError, TypeError) as exc:  # e.g. an id that is not valid Unicode: deny, never crash
+            for index in indexes:
+                decisions[index] = Decision(allowed=False, errors=(f"request rejected: {exc}",))
+            continue
         for index, result in zip(indexes, results, strict=True):
             decisions[index] = _to_decision(result)
     return [decision for decision in decisions if decision is not None]
@@ -284,4 +291,6 @@ def decide(
     federation_id: str,
 ) -> Decision:
     """Decide whether ``member`` may ``action`` (discover or invoke) ``service`` under ``policy_text``."""
-    return decide_many(action=action, member=member, services=[(service, policy_text)], federation_id=federation_id)[0]
+    return decide_many(
+        action=action, member=member, services=[(service, policy_text)], federation_id=federation_id
+    )[0]

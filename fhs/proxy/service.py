@@ -27,9 +27,10 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import re
+import ssl
 from collections.abc import AsyncIterable, Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote_from_bytes, unquote_to_bytes
+from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
 
 import httpx
 
@@ -40,7 +41,16 @@ HeaderPairs = Iterable[tuple[str | bytes, str | bytes]]
 Headers = Mapping[str, str] | HeaderPairs
 
 HOP_BY_HOP_HEADERS = frozenset(
-    {"connection", "keep-alive", "te", "trailer", "trailers", "transfer-encoding", "upgrade", "http2-settings"}
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "http2-settings",
+    }
 )
 CREDENTIAL_HEADERS = frozenset(
     {
@@ -90,6 +100,7 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _SCHEME_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
 _PERCENT_ESCAPE = re.compile(rb"%[0-9A-Fa-f]{2}")
 _SEGMENT_SAFE = "!$&'()*+,;=:@-._~"
+_QUERY_SAFE = "!$&'()*+,;=:@-._~/?%"
 
 
 @dataclass(frozen=True)
@@ -101,10 +112,15 @@ class ProxiedResponse:
     body: bytes
 
 
-def new_proxy_client() -> httpx.AsyncClient:
-    """An httpx client fit for the proxy: no env proxies, no redirects, no cookie jar, HTTP/1.1 only."""
+def new_proxy_client(*, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
+    """An httpx client fit for the proxy: no env proxies, no redirects, no cookie jar, HTTP/1.1 only.
+
+    ``verify`` is an SSL context trusting a private CA, or True for the system trust store.
+    """
     refuse_all = http.cookiejar.CookieJar(policy=http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    return httpx.AsyncClient(trust_env=False, follow_redirects=False, cookies=refuse_all, http2=False)
+    return httpx.AsyncClient(
+        trust_env=False, follow_redirects=False, cookies=refuse_all, http2=False, verify=verify
+    )
 
 
 async def forward(
@@ -126,7 +142,9 @@ async def forward(
     try:
         target = ssrf.parse_endpoint(endpoint)
     except InvalidInput:
-        raise UpstreamError("the service's registered endpoint is not valid; its owner must update it") from None
+        raise UpstreamError(
+            "the service's registered endpoint is not valid; its owner must update it"
+        ) from None
     path = join_sub_path(target.path, sub_path)
     query = _check_query(query)
     if len(path) + len(query) > MAX_TARGET_LENGTH:
@@ -161,8 +179,10 @@ def join_sub_path(base_path: str, sub_path: str) -> str:
         raise InvalidInput("invocation path must not contain backslashes")
     if sub_path.startswith("//") or _SCHEME_PREFIX.match(sub_path):
         raise InvalidInput("invocation path must be a relative path, not an absolute URL")
+    if not sub_path:
+        return base_path
     encoded: list[str] = []
-    for segment in sub_path.removeprefix("/").split("/") if sub_path else []:
+    for segment in sub_path.removeprefix("/").split("/"):
         raw = unquote_to_bytes(segment)
         if raw in (b".", b".."):
             raise InvalidInput("invocation path must not contain '.' or '..' segments (also percent-encoded)")
@@ -187,9 +207,10 @@ def _check_method(method: str) -> str:
 
 def _check_query(query: str) -> str:
     query = query.removeprefix("?")
-    if "#" in query or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in query):
-        raise InvalidInput("query string must not contain '#', spaces or control characters")
-    return query
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in query):
+        raise InvalidInput("query string must not contain control characters")
+    # Existing %XX escapes are kept; spaces, '#', quotes and non-ASCII characters are percent-encoded.
+    return quote(query, safe=_QUERY_SAFE)
 
 
 def _pairs(headers: Headers) -> list[tuple[str, str]]:
@@ -241,7 +262,8 @@ def _request_headers(
     names = {name.lower() for name, _ in kept} | overridden
     out = [("Host", target.host_header), *kept, *extra_pairs]
     if "accept-encoding" not in names:
-        out.append(("Accept-Encoding", "identity"))  # the raw body is passed through: ask for what the caller can read
+        # the raw body is passed through, so ask only for what the caller can read
+        out.append(("Accept-Encoding", "identity"))
     if target.scheme == "https":
         out.append(("Connection", "close"))
     return out
@@ -291,13 +313,17 @@ async def _exchange(
         extensions["sni_hostname"] = target.host
     last_error: FHSError = UpstreamError("the upstream service could not be reached")
     for address in addresses:
-        url = httpx.URL(scheme=target.scheme, host=str(address), port=target.port, raw_path=raw_target.encode())
-        # Built directly, not with client.build_request: no client default headers, cookies or auth are added.
+        url = httpx.URL(
+            scheme=target.scheme, host=str(address), port=target.port, raw_path=raw_target.encode()
+        )
+        # Built directly, not with client.build_request: no client default headers, cookies or auth.
         request = httpx.Request(
             method,
             url,
             headers=headers,
-            content=content if content or method.upper() not in ("GET", "HEAD", "OPTIONS", "DELETE") else None,
+            content=content
+            if content or method.upper() not in ("GET", "HEAD", "OPTIONS", "DELETE")
+            else None,
             extensions=extensions,
         )
         try:
@@ -308,13 +334,17 @@ async def _exchange(
         except httpx.TimeoutException:
             raise UpstreamTimeout(f"the upstream service did not answer within {timeout_s:g} s") from None
         except httpx.TransportError:
-            raise UpstreamError("the upstream service closed the connection or answered malformed HTTP") from None
+            raise UpstreamError(
+                "the upstream service closed the connection or answered malformed HTTP"
+            ) from None
         try:
             return await _read_response(response, method=method, max_body_bytes=max_body_bytes)
         except httpx.TimeoutException:
             raise UpstreamTimeout(f"the upstream service did not answer within {timeout_s:g} s") from None
         except httpx.TransportError:
-            raise UpstreamError("the upstream service closed the connection or answered malformed HTTP") from None
+            raise UpstreamError(
+                "the upstream service closed the connection or answered malformed HTTP"
+            ) from None
         finally:
             await response.aclose()
     raise last_error

@@ -90,7 +90,7 @@ class Endpoint:
 
 
 def parse_allowlist(entries: Iterable[str] | Allowlist) -> Allowlist:
-    """Parse allow-list entries (``10.0.0.0/8``, ``::1``, ``resource.internal``); InvalidInput on a bad one."""
+    """Parse allow-list entries (``10.0.0.0/8``, ``::1``, ``resource.internal``); InvalidInput if bad."""
     if isinstance(entries, Allowlist):
         return entries
     return _parse_allowlist_cached(tuple(entries))
@@ -152,11 +152,9 @@ def parse_endpoint(url: str) -> Endpoint:
         raise InvalidInput(f"endpoint URL cannot be parsed: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise InvalidInput(
-            f"endpoint URL scheme must be http or https, not {parts.scheme or 'missing'!r}"
-        )
+        raise InvalidInput(f"endpoint URL scheme must be http or https, not {parts.scheme or 'missing'!r}")
     if "@" in parts.netloc:
-        raise InvalidInput("endpoint URL must not contain credentials (user:password@); use the access policy")
+        raise InvalidInput("endpoint URL must not contain credentials (user:password@)")
     if parts.query or parts.fragment or url.endswith(("?", "#")):
         raise InvalidInput("endpoint URL must not contain a query string or fragment")
     host = _parse_host(parts.netloc)
@@ -202,9 +200,7 @@ def _parse_host(netloc: str) -> str:
         pass
     name = normalize_hostname_or_none(host)
     if name is None:
-        raise InvalidInput(
-            f"endpoint URL host {host[:80]!r} is not a valid DNS name or IP address"
-        )
+        raise InvalidInput(f"endpoint URL host {host[:80]!r} is not a valid DNS name or IP address")
     return name
 
 
@@ -254,8 +250,10 @@ def blocked_reason(address: IPAddress) -> str | None:
                 return f"{reason}, embedded in IPv6"
         return None
     if isinstance(address, ipaddress.IPv6Address) and address in IPV4_COMPATIBLE:
-        return "unspecified" if address.is_unspecified else (
-            "loopback" if address.is_loopback else "reserved range (IPv4-compatible IPv6)"
+        return (
+            "unspecified"
+            if address.is_unspecified
+            else ("loopback" if address.is_loopback else "reserved range (IPv4-compatible IPv6)")
         )
     if address.is_unspecified:
         return "unspecified"

@@ -225,13 +225,16 @@ async def authorize_invoke(
     )
     if decision.allowed:
         return service, member
-    discoverable = decide(
-        action="discover",
-        member=member,
-        service=facts,
-        policy_text=service["discovery_policy"],
-        federation_id=fid,
-    ).allowed
+    discoverable = (
+        service["owner"]["key"] == principal.key
+        or decide(
+            action="discover",
+            member=member,
+            service=facts,
+            policy_text=service["discovery_policy"],
+            federation_id=fid,
+        ).allowed
+    )
     if not discoverable:
         raise NotFound("no such service")
     raise Forbidden("the service's access policy does not allow you to invoke it")

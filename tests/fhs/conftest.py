@@ -29,8 +29,9 @@ class TestIdP:
     """An IdP in the test process: an RSA key, its JWKS, and a token minter."""
 
     issuer: str = "https://idp-a.test"
-    key: rsa.RSAPrivateKey = field(default_factory=lambda: rsa.generate_private_key(public_exponent=65537,
-                                                                                    key_size=2048))
+    key: rsa.RSAPrivateKey = field(
+        default_factory=lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
     kid: str = "test-key-1"
 
     def jwks(self) -> dict[str, Any]:
@@ -41,8 +42,16 @@ class TestIdP:
     def token(self, subject: str, *, audience: str = FHS_URL, ttl_s: int = 300, **claims: Any) -> str:
         """A valid RS256 JWT for ``subject``."""
         now = int(time.time())
-        payload = {"iss": self.issuer, "sub": subject, "aud": audience, "iat": now, "nbf": now,
-                   "exp": now + ttl_s, "jti": uuid.uuid4().hex, **claims}
+        payload = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_s,
+            "jti": uuid.uuid4().hex,
+            **claims,
+        }
         return jwt.encode(payload, self.key, algorithm="RS256", headers={"kid": self.kid})
 
     def headers(self, subject: str) -> dict[str, str]:
@@ -74,19 +83,10 @@ class FHSHarness:
         return {"issuer": self.idp.issuer, "subject": subject}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """A fresh store per test: SQLite in tmp_path, or a unique prefix on the session's redis-server."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'fhs.sqlite3'}"
-    base = request.getfixturevalue("redis_server")
-    return f"{base}?prefix=t{uuid.uuid4().hex[:12]}"
-
-
 @pytest.fixture
-async def fhs(tmp_path: Any, idp: TestIdP) -> AsyncIterator[FHSHarness]:
-    """An FHS on SQLite that trusts ``idp``, with loopback allow-listed for the echo upstream."""
-    async with RunningFHS(tmp_path, idp, "") as harness:
+async def fhs(tmp_path: Any, idp: TestIdP, store_url: str) -> AsyncIterator[FHSHarness]:
+    """An FHS on each store backend that trusts ``idp``, with loopback allow-listed for the echo upstream."""
+    async with RunningFHS(tmp_path, idp, store_url) as harness:
         yield harness
 
 
@@ -94,8 +94,13 @@ class RunningFHS:
     """Start an FHS app in process (lifespan included) and trust the test IdP."""
 
     def __init__(self, tmp_path: Any, idp: TestIdP, store_url: str) -> None:
-        self.settings = Settings(fhs_id="fhs-a", public_url=FHS_URL, data_dir=tmp_path / "fhs-a",
-                                 store_url=store_url, proxy_allowlist=["127.0.0.1/32"])
+        self.settings = Settings(
+            fhs_id="fhs-a",
+            public_url=FHS_URL,
+            data_dir=tmp_path / "fhs-a",
+            store_url=store_url,
+            proxy_allowlist=["127.0.0.1/32"],
+        )
         self.idp = idp
 
     async def __aenter__(self) -> FHSHarness:
@@ -105,21 +110,17 @@ class RunningFHS:
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=FHS_URL)
         secret = (self.settings.data_dir / "operator.secret").read_text().strip()
         operator = {"Authorization": f"Bearer {secret}"}
-        response = await self.client.put("/operator/v1/issuers/idp-a", headers=operator,
-                                         json={"issuer": self.idp.issuer, "jwks": self.idp.jwks()})
+        response = await self.client.put(
+            "/operator/v1/issuers/idp-a",
+            headers=operator,
+            json={"issuer": self.idp.issuer, "jwks": self.idp.jwks()},
+        )
         assert response.status_code == 200, response.text
         return FHSHarness(client=self.client, operator=operator, idp=self.idp, settings=self.settings)
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.aclose()
         await self.lifespan.__aexit__(None, None, None)
-
-
-@pytest.fixture
-async def fhs_any_store(tmp_path: Any, idp: TestIdP, store_url: str) -> AsyncIterator[FHSHarness]:
-    """The same FHS on each store backend."""
-    async with RunningFHS(tmp_path, idp, store_url) as harness:
-        yield harness
 
 
 @dataclass
@@ -139,13 +140,22 @@ async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    record = {"method": scope["method"], "path": scope["path"], "query": scope["query_string"].decode(),
-              "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
-              "body": body.decode("utf-8", "replace")}
+    record = {
+        "method": scope["method"],
+        "path": scope["path"],
+        "query": scope["query_string"].decode(),
+        "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
+        "body": body.decode("utf-8", "replace"),
+    }
     scope["app_state"]["received"].append(record)
     payload = json.dumps(record).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"), (b"set-cookie", b"s=1")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"set-cookie", b"s=1")],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -164,7 +174,9 @@ def echo_upstream() -> Iterator[EchoUpstream]:
         await _echo_app({**scope, "app_state": {"received": received}}, receive, send)
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

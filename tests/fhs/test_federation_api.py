@@ -43,20 +43,50 @@ async def world(fhs: Any, echo_upstream: Any) -> World:
     alice = fhs.member("alice")
     fed = await ok(await c.post("/member/v1/federations", headers=alice, json={"name": "scission-lab"}), 201)
     fid = fed["id"]
-    await ok(await c.post(f"/member/v1/federations/{fid}/attributes", headers=alice,
-                          json={"name": "edge-users", "description": "may use edge resources"}), 201)
-    await ok(await c.post(f"/member/v1/federations/{fid}/members", headers=alice,
-                          json={**fhs.key("bob"), "attributes": ["ServiceOwner"]}), 201)
-    await ok(await c.post(f"/member/v1/federations/{fid}/members", headers=alice,
-                          json={**fhs.key("carol"), "attributes": ["edge-users"]}), 201)
+    await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/attributes",
+            headers=alice,
+            json={"name": "edge-users", "description": "may use edge resources"},
+        ),
+        201,
+    )
+    await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/members",
+            headers=alice,
+            json={**fhs.key("bob"), "attributes": ["ServiceOwner"]},
+        ),
+        201,
+    )
+    await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/members",
+            headers=alice,
+            json={**fhs.key("carol"), "attributes": ["edge-users"]},
+        ),
+        201,
+    )
     await ok(await c.post(f"/member/v1/federations/{fid}/members", headers=alice, json=fhs.key("dave")), 201)
     other = await ok(await c.post("/member/v1/federations", headers=alice, json={"name": "other"}), 201)
-    await ok(await c.post(f"/member/v1/federations/{other['id']}/members", headers=alice,
-                          json=fhs.key("eve")), 201)
-    service = await ok(await c.post(f"/member/v1/federations/{fid}/services", headers=fhs.member("bob"), json={
-        "name": "echo", "type": "test.echo", "endpoint": echo_upstream.url,
-        "metadata": {"tier": "edge", "hardware": "loopback"},
-        "discovery_policy": EDGE_ONLY, "access_policy": EDGE_ONLY}), 201)
+    await ok(
+        await c.post(f"/member/v1/federations/{other['id']}/members", headers=alice, json=fhs.key("eve")), 201
+    )
+    service = await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/services",
+            headers=fhs.member("bob"),
+            json={
+                "name": "echo",
+                "type": "test.echo",
+                "endpoint": echo_upstream.url,
+                "metadata": {"tier": "edge", "hardware": "loopback"},
+                "discovery_policy": EDGE_ONLY,
+                "access_policy": EDGE_ONLY,
+            },
+        ),
+        201,
+    )
     return World(fhs=fhs, fid=fid, other_fid=other["id"], sid=service["id"])
 
 
@@ -76,23 +106,33 @@ async def test_non_members_get_404_and_members_without_the_right_get_403(world: 
     assert response.json()["error"]["code"] == "not_found"
     unknown = await c.get("/member/v1/federations/fed_0000000000000000", headers=world.headers("eve"))
     assert unknown.status_code == 404 and unknown.json() == response.json() | {
-        "error": {**response.json()["error"], "message": unknown.json()["error"]["message"]}}
-    response = await c.post(f"/member/v1/federations/{world.fid}/members", headers=world.headers("dave"),
-                            json=world.fhs.key("mallory"))
+        "error": {**response.json()["error"], "message": unknown.json()["error"]["message"]}
+    }
+    response = await c.post(
+        f"/member/v1/federations/{world.fid}/members",
+        headers=world.headers("dave"),
+        json=world.fhs.key("mallory"),
+    )
     assert response.status_code == 403
     assert "FedAdmin" in response.json()["error"]["message"]
 
 
 async def test_discovery_hides_services_the_policy_does_not_reveal(world: World) -> None:
     c = world.fhs.client
-    carol = await ok(await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("carol")))
+    carol = await ok(
+        await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("carol"))
+    )
     assert [s["id"] for s in carol] == [world.sid]
     assert carol[0]["endpoint"] is None, "only the owner sees the endpoint URL"
-    dave = await ok(await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("dave")))
+    dave = await ok(
+        await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("dave"))
+    )
     assert dave == []
     bob = await ok(await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("bob")))
     assert bob[0]["endpoint"].startswith("http://127.0.0.1:")
-    response = await c.get(f"/member/v1/federations/{world.fid}/services/{world.sid}", headers=world.headers("dave"))
+    response = await c.get(
+        f"/member/v1/federations/{world.fid}/services/{world.sid}", headers=world.headers("dave")
+    )
     assert response.status_code == 404
 
 
@@ -101,9 +141,11 @@ async def test_invoke_proxies_with_an_invocation_token_and_never_the_members_tok
 ) -> None:
     c = world.fhs.client
     carol = world.headers("carol")
-    response = await c.post(f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/run/3?x=1",
-                            headers={**carol, "Cookie": "session=secret", "X-Custom": "kept"},
-                            content=b'{"input": [1, 2]}')
+    response = await c.post(
+        f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/run/3?x=1",
+        headers={**carol, "Cookie": "session=secret", "X-Custom": "kept"},
+        content=b'{"input": [1, 2]}',
+    )
     echoed = await ok(response)
     assert echoed["method"] == "POST" and echoed["path"] == "/echo/run/3" and echoed["query"] == "x=1"
     assert echoed["body"] == '{"input": [1, 2]}'
@@ -113,8 +155,9 @@ async def test_invoke_proxies_with_an_invocation_token_and_never_the_members_tok
     assert upstream_token != carol["Authorization"].removeprefix("Bearer ")
     assert "set-cookie" not in response.headers
     jwks = await ok(await c.get("/.well-known/jwks.json"))
-    claims = verify_invocation_token(upstream_token, jwks=jwks, issuer=world.fhs.settings.public_url,
-                                     audience=world.sid)
+    claims = verify_invocation_token(
+        upstream_token, jwks=jwks, issuer=world.fhs.settings.public_url, audience=world.sid
+    )
     assert claims["federation"] == world.fid
     assert claims["member"] == {"iss": world.fhs.idp.issuer, "sub": "carol"}
     assert "edge-users" in claims["attributes"]
@@ -126,17 +169,27 @@ async def test_access_policy_decides_each_call_and_revocation_applies_to_the_nex
     assert (await c.get(path, headers=world.headers("carol"))).status_code == 200
     assert (await c.get(path, headers=world.headers("dave"))).status_code == 404
     assert (await c.get(path, headers=world.headers("eve"))).status_code == 404
-    await ok(await c.delete(f"/member/v1/federations/{world.fid}/members/{world.mid('carol')}/attributes/edge-users",
-                            headers=world.headers("alice")))
+    await ok(
+        await c.delete(
+            f"/member/v1/federations/{world.fid}/members/{world.mid('carol')}/attributes/edge-users",
+            headers=world.headers("alice"),
+        )
+    )
     assert (await c.get(path, headers=world.headers("carol"))).status_code == 404
 
 
 async def test_discoverable_but_not_invocable_is_403(world: World) -> None:
     c = world.fhs.client
-    await ok(await c.patch(f"/member/v1/federations/{world.fid}/services/{world.sid}", headers=world.headers("bob"),
-                           json={"discovery_policy": {"template": "all-members"}}))
-    response = await c.get(f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/",
-                           headers=world.headers("dave"))
+    await ok(
+        await c.patch(
+            f"/member/v1/federations/{world.fid}/services/{world.sid}",
+            headers=world.headers("bob"),
+            json={"discovery_policy": {"template": "all-members"}},
+        )
+    )
+    response = await c.get(
+        f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/", headers=world.headers("dave")
+    )
     assert response.status_code == 403
     assert "access policy" in response.json()["error"]["message"]
 
@@ -144,29 +197,43 @@ async def test_discoverable_but_not_invocable_is_403(world: World) -> None:
 async def test_forbid_wins_over_permit(world: World) -> None:
     c = world.fhs.client
     policy = {"any_of": ["edge-users"], "deny_any_of": ["Member"]}
-    await ok(await c.patch(f"/member/v1/federations/{world.fid}/services/{world.sid}", headers=world.headers("bob"),
-                           json={"access_policy": policy}))
-    response = await c.get(f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/",
-                           headers=world.headers("carol"))
+    await ok(
+        await c.patch(
+            f"/member/v1/federations/{world.fid}/services/{world.sid}",
+            headers=world.headers("bob"),
+            json={"access_policy": policy},
+        )
+    )
+    response = await c.get(
+        f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/", headers=world.headers("carol")
+    )
     assert response.status_code == 403
 
 
 async def test_invalid_cedar_policy_is_422_with_the_validators_message(world: World) -> None:
     c = world.fhs.client
     bad = 'permit(principal in FedScission::Group::"x", action, resource);'
-    response = await c.post(f"/member/v1/federations/{world.fid}/services", headers=world.headers("bob"), json={
-        "name": "bad", "type": "test.echo", "endpoint": "http://127.0.0.1:9/", "access_policy": bad})
+    response = await c.post(
+        f"/member/v1/federations/{world.fid}/services",
+        headers=world.headers("bob"),
+        json={"name": "bad", "type": "test.echo", "endpoint": "http://127.0.0.1:9/", "access_policy": bad},
+    )
     assert response.status_code == 422
     assert "Group" in response.json()["error"]["message"]
-    services = await ok(await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("bob")))
+    services = await ok(
+        await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("bob"))
+    )
     assert [s["name"] for s in services] == ["echo"], "a refused registration leaves nothing behind"
 
 
 async def test_audit_log_records_admin_writes_and_decisions(world: World) -> None:
     c = world.fhs.client
-    await c.get(f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/", headers=world.headers("dave"))
-    entries = await ok(await c.get(f"/member/v1/federations/{world.fid}/audit?limit=1000",
-                                   headers=world.headers("alice")))
+    await c.get(
+        f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/", headers=world.headers("dave")
+    )
+    entries = await ok(
+        await c.get(f"/member/v1/federations/{world.fid}/audit?limit=1000", headers=world.headers("alice"))
+    )
     actions = [e["action"] for e in entries]
     assert actions[:2] == ["federation.created", "attribute.defined"]
     assert "service.registered" in actions
@@ -178,15 +245,22 @@ async def test_audit_log_records_admin_writes_and_decisions(world: World) -> Non
 
 async def test_the_last_fedadmin_cannot_be_removed(world: World) -> None:
     c = world.fhs.client
-    response = await c.delete(f"/member/v1/federations/{world.fid}/members/{world.mid('alice')}",
-                              headers=world.headers("alice"))
+    response = await c.delete(
+        f"/member/v1/federations/{world.fid}/members/{world.mid('alice')}", headers=world.headers("alice")
+    )
     assert response.status_code == 409
     assert "last FedAdmin" in response.json()["error"]["message"]
 
 
 async def test_revoking_a_member_removes_the_services_it_owns(world: World) -> None:
     c = world.fhs.client
-    await ok(await c.delete(f"/member/v1/federations/{world.fid}/members/{world.mid('bob')}",
-                            headers=world.headers("alice")), 204)
-    services = await ok(await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("alice")))
+    await ok(
+        await c.delete(
+            f"/member/v1/federations/{world.fid}/members/{world.mid('bob')}", headers=world.headers("alice")
+        ),
+        204,
+    )
+    services = await ok(
+        await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("alice"))
+    )
     assert services == []

@@ -41,7 +41,9 @@ def b64(data: bytes) -> str:
 
 
 def public_jwk(private_key: Any, kid: str) -> dict[str, Any]:
-    jwk = json.loads(jwt.algorithms.get_default_algorithms()[_alg_for(private_key)].to_jwk(private_key.public_key()))
+    jwk = json.loads(
+        jwt.algorithms.get_default_algorithms()[_alg_for(private_key)].to_jwk(private_key.public_key())
+    )
     return {**jwk, "kid": kid}
 
 
@@ -103,7 +105,9 @@ def _unsigned(header: dict[str, Any], payload: dict[str, Any]) -> str:
     return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
 
 
-def hostile_tokens(rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey) -> dict[str, tuple[str, str]]:
+def hostile_tokens(
+    rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKey
+) -> dict[str, tuple[str, str]]:
     """name -> (token, the message the validator must give)."""
     pem = rsa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -118,14 +122,23 @@ def hostile_tokens(rsa_key: rsa.RSAPrivateKey, ec_key: ec.EllipticCurvePrivateKe
     attacker_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())
     return {
-        "alg none": (_unsigned({"alg": "none", "kid": "rsa-1"}, claims()) + ".", "algorithm 'none' not allowed"),
+        "alg none": (
+            _unsigned({"alg": "none", "kid": "rsa-1"}, claims()) + ".",
+            "algorithm 'none' not allowed",
+        ),
         "HS256 signed with the public key": (hs256_with_public_key, "algorithm 'HS256' not allowed"),
         "wrong iss": (sign(rsa_key, iss="https://evil.example"), "untrusted issuer 'https://evil.example'"),
-        "wrong aud": (sign(rsa_key, aud="https://other-fhs.example"), f"audience mismatch: expected '{AUDIENCE}'"),
+        "wrong aud": (
+            sign(rsa_key, aud="https://other-fhs.example"),
+            f"audience mismatch: expected '{AUDIENCE}'",
+        ),
         "expired": (sign(rsa_key, iat=now - 600, nbf=now - 600, exp=now - 120), "token expired"),
         "nbf in the future": (sign(rsa_key, nbf=now + 600, exp=now + 900), "token not yet valid (nbf"),
         "no exp": (sign(rsa_key, exp=None), "token has no 'exp' claim"),
-        "lifetime over max": (sign(rsa_key, exp=now + 7200), "token lifetime 7200 s exceeds the maximum of 3600 s"),
+        "lifetime over max": (
+            sign(rsa_key, exp=now + 7200),
+            "token lifetime 7200 s exceeds the maximum of 3600 s",
+        ),
         "far exp without iat/nbf": (sign(rsa_key, iat=None, nbf=None, exp=now + 7200), "maximum lifetime"),
         "unknown kid": (sign(rsa_key, kid="who-knows"), "unknown signing key kid='who-knows'"),
         "tampered payload": (f"{head}.{tampered_payload}.{signature}", "invalid signature"),
@@ -195,9 +208,7 @@ async def test_disallowed_algorithm_in_settings_is_refused(
         await validate(only_rsa, sign(ec_key, kid="ec-1"), issuers)
 
 
-async def test_issuer_specific_audience_overrides_the_fhs_audience(
-    settings: Settings, rsa_key: Any
-) -> None:
+async def test_issuer_specific_audience_overrides_the_fhs_audience(settings: Settings, rsa_key: Any) -> None:
     jwks = {"keys": [public_jwk(rsa_key, "rsa-1")]}
     issuers = {ISSUER: TrustedIssuer(issuer=ISSUER, audience="fhs-a", jwks=jwks)}
     assert await validate(settings, sign(rsa_key, aud="fhs-a"), issuers)
@@ -213,7 +224,9 @@ async def test_tokens_minted_by_joserfc_are_accepted(settings: Settings, alg: st
         "EdDSA": lambda: OKPKey.generate_key("Ed25519"),
     }[alg]()
     kid = key.thumbprint()
-    issuers = {ISSUER: TrustedIssuer(issuer=ISSUER, jwks={"keys": [{**key.as_dict(private=False), "kid": kid}]})}
+    issuers = {
+        ISSUER: TrustedIssuer(issuer=ISSUER, jwks={"keys": [{**key.as_dict(private=False), "kid": kid}]})
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # joserfc flags "EdDSA" as superseded by RFC 9864's "Ed25519"
         token = joserfc_jwt.encode({"alg": alg, "kid": kid}, claims(sub="bob"), key, algorithms=[alg])
@@ -303,7 +316,10 @@ async def test_unknown_kid_after_cooldown_picks_up_a_rotated_idp_key(
 @pytest.mark.parametrize(
     ("response", "message"),
     [
-        (httpx.Response(302, headers={"Location": "https://evil.example/jwks"}), "redirects are not followed"),
+        (
+            httpx.Response(302, headers={"Location": "https://evil.example/jwks"}),
+            "redirects are not followed",
+        ),
         (httpx.Response(200, content=b'{"keys": [' + b" " * 300_000 + b"]}"), "larger than"),
         (httpx.Response(200, content=b"<html>"), "is not JSON"),
         (httpx.Response(500), "HTTP 500"),
@@ -437,7 +453,9 @@ def test_invocation_token_round_trip_and_refusals() -> None:
     assert verified["exp"] - verified["iat"] == 60
 
     with pytest.raises(Unauthenticated, match="replayed"):
-        verify_invocation_token(token, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-42", replay_check=replay)
+        verify_invocation_token(
+            token, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-42", replay_check=replay
+        )
     with pytest.raises(Unauthenticated, match="audience mismatch: expected 'svc-other'"):
         verify_invocation_token(token, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-other")
     with pytest.raises(Unauthenticated, match="unknown FHS signing key"):

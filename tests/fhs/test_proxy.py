@@ -1,12 +1,14 @@
-"""The invoke proxy against real HTTP upstreams on loopback (DESIGN §4): credentials, SSRF, limits, redirects."""
+"""The invoke proxy against real upstreams on loopback (DESIGN §4): credentials, SSRF, limits, redirects."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
 import ipaddress
 import json
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -16,6 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from fhs.errors import Forbidden, InvalidInput, PayloadTooLarge, UpstreamError, UpstreamTimeout
 from fhs.proxy import ssrf
@@ -55,7 +61,12 @@ def _handler(upstream_ref: list[Upstream]) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             up.hits.append(
-                {"method": self.command, "target": self.path, "headers": list(self.headers.items()), "body": body}
+                {
+                    "method": self.command,
+                    "target": self.path,
+                    "headers": list(self.headers.items()),
+                    "body": body,
+                }
             )
             path = urlsplit(self.path).path
             if path.endswith("/redirect"):
@@ -100,13 +111,15 @@ def _handler(upstream_ref: list[Upstream]) -> type[BaseHTTPRequestHandler]:
 def make_upstream() -> Iterator[Any]:
     started: list[Upstream] = []
 
-    def start() -> Upstream:
+    def start(tls: ssl.SSLContext | None = None) -> Upstream:
         ref: list[Upstream] = []
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(ref))
         server.daemon_threads = True
+        if tls is not None:
+            server.socket = tls.wrap_socket(server.socket, server_side=True)
         up = Upstream(server=server)
         ref.append(up)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         started.append(up)
         return up
 
@@ -189,8 +202,14 @@ async def test_forwards_request_with_invocation_token_and_without_caller_credent
     assert hit["body"] == b"hello upstream"
     assert seen(hit, "Authorization") == ["Bearer fhs-invocation-token"]
     assert seen(hit, "X-Request-Id") == ["req-1"]
-    for gone in ("Cookie", "X-Api-Key", "Proxy-Authorization", "X-Forwarded-Access-Token", "X-Caller-Hop",
-                 "X-Forwarded-For"):
+    for gone in (
+        "Cookie",
+        "X-Api-Key",
+        "Proxy-Authorization",
+        "X-Forwarded-Access-Token",
+        "X-Caller-Hop",
+        "X-Forwarded-For",
+    ):
         assert seen(hit, gone) == [], gone
     assert seen(hit, "Host") == [f"127.0.0.1:{upstream.port}"]
     assert seen(hit, "X-Custom") == ["kept"]
@@ -201,7 +220,9 @@ async def test_forwards_request_with_invocation_token_and_without_caller_credent
     assert ("X-Upstream-Kept", "yes") in response.headers
 
 
-async def test_compressed_response_is_passed_through_raw(client: httpx.AsyncClient, upstream: Upstream) -> None:
+async def test_compressed_response_is_passed_through_raw(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
     response = await call(client, upstream.base, sub_path="gzip", headers={"Accept-Encoding": "gzip"})
     assert ("Content-Encoding", "gzip") in response.headers
     assert gzip.decompress(response.body) == b"z" * 10_000
@@ -230,6 +251,64 @@ async def test_allow_listed_host_name_is_reached(client: httpx.AsyncClient, upst
     response = await call(client, f"http://localhost:{upstream.port}/api", allowlist=["localhost"])
     assert response.status_code == 200
     assert seen(upstream.hits[0], "Host") == [f"localhost:{upstream.port}"]
+
+
+async def test_empty_sub_path_is_the_endpoint_path_and_query_is_encoded(
+    client: httpx.AsyncClient, upstream: Upstream
+) -> None:
+    await call(client, upstream.base, query="name=café&q=a b")
+    assert upstream.hits[0]["target"] == "/api?name=caf%C3%A9&q=a%20b"
+
+
+def _self_signed(tmp_path: Any, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for ``name`` only, and a client context trusting it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return server, ssl.create_default_context(cadata=cert_pem.decode())
+
+
+async def test_https_connects_to_the_address_but_verifies_the_name(tmp_path: Any, make_upstream: Any) -> None:
+    """The URL is rewritten to the checked IP; SNI and the certificate check still use the host name."""
+    server_tls, trust = _self_signed(tmp_path, "localhost")
+    upstream = make_upstream(server_tls)
+    async with new_proxy_client(verify=trust) as tls_client:
+        response = await call(
+            tls_client, f"https://localhost:{upstream.port}/api", sub_path="x", allowlist=["localhost"]
+        )
+        assert response.status_code == 200
+        assert seen(upstream.hits[0], "Host") == [f"localhost:{upstream.port}"]
+        assert seen(upstream.hits[0], "Connection") == ["close"]
+
+
+async def test_https_certificate_for_another_name_is_refused(tmp_path: Any, make_upstream: Any) -> None:
+    server_tls, trust = _self_signed(tmp_path, "other.example")
+    upstream = make_upstream(server_tls)
+    async with new_proxy_client(verify=trust) as tls_client:
+        with pytest.raises(UpstreamError, match="certificate could not be verified"):
+            await call(tls_client, f"https://localhost:{upstream.port}/api", allowlist=["localhost"])
+    assert upstream.hits == []
 
 
 # --- traversal and bad input ------------------------------------------------------------------------------
@@ -323,8 +402,12 @@ async def test_public_address_is_allowed_and_allow_list_opens_private_ones() -> 
     assert await resolve_allowed("[::ffff:127.0.0.1]", 80, allowlist=["127.0.0.0/8"]) == [
         ipaddress.ip_address("::ffff:127.0.0.1")
     ]
-    assert await resolve_allowed("10.1.2.3", 80, allowlist=["10.0.0.0/8"]) == [ipaddress.ip_address("10.1.2.3")]
-    assert await resolve_allowed("localhost", 80, allowlist=["LOCALHOST."]) == [ipaddress.ip_address("127.0.0.1")]
+    assert await resolve_allowed("10.1.2.3", 80, allowlist=["10.0.0.0/8"]) == [
+        ipaddress.ip_address("10.1.2.3")
+    ]
+    assert await resolve_allowed("localhost", 80, allowlist=["LOCALHOST."]) == [
+        ipaddress.ip_address("127.0.0.1")
+    ]
     with pytest.raises(Forbidden):
         await resolve_allowed("10.1.2.3", 80, allowlist=["10.0.0.0/24"])
 
@@ -381,7 +464,9 @@ async def test_request_body_over_limit_is_413(client: httpx.AsyncClient, upstrea
     assert len(produced) == 11  # stopped at the first chunk past 1024 bytes, not read to the end
 
     with pytest.raises(PayloadTooLarge, match="1000000 bytes"):
-        await call(client, upstream.base, method="POST", headers={"Content-Length": "1000000"}, body=endless())
+        await call(
+            client, upstream.base, method="POST", headers={"Content-Length": "1000000"}, body=endless()
+        )
     assert upstream.hits == []
 
     ok = await call(client, upstream.base, method="POST", body=b"x" * 1024)
@@ -466,5 +551,7 @@ def test_invalid_endpoint_urls_are_refused(url: str, message: str) -> None:
 
 
 def test_allow_listed_literal_endpoint_is_accepted() -> None:
-    assert validate_endpoint_url("http://127.0.0.1:9000/api", allowlist=LOOPBACK) == "http://127.0.0.1:9000/api"
+    assert (
+        validate_endpoint_url("http://127.0.0.1:9000/api", allowlist=LOOPBACK) == "http://127.0.0.1:9000/api"
+    )
     assert ssrf.parse_endpoint("http://127.0.0.1:9000/api").host_header == "127.0.0.1:9000"

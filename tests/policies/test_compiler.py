@@ -41,7 +41,10 @@ def test_any_of_permits_holders_of_any_attribute_and_names_the_match() -> None:
     assert _decide(text, _member("edge-users")).reasons == ("attributes-any-of:edge-users",)
     assert _decide(text, _member("cloud-users")).reasons == ("attributes-any-of:cloud-users",)
     both = _decide(text, _member("edge-users", "cloud-users"))
-    assert both.allowed and set(both.reasons) == {"attributes-any-of:edge-users", "attributes-any-of:cloud-users"}
+    assert both.allowed and set(both.reasons) == {
+        "attributes-any-of:edge-users",
+        "attributes-any-of:cloud-users",
+    }
     assert _decide(text, _member("gpu")) == Decision(allowed=False)
     assert not _decide(text, _member()).allowed
 
@@ -92,7 +95,7 @@ def test_duplicate_attribute_names_compile_once() -> None:
 
 
 def test_cedar_text_is_returned_as_is_after_validation() -> None:
-    text = 'permit (principal, action, resource) when { resource.tier == "edge" };'
+    text = 'permit (principal, action, resource is FedScission::Service) when { resource.tier == "edge" };'
     assert compile_policy(text, action="invoke") == text
     assert _decide(text, _member()).allowed
 
@@ -101,7 +104,10 @@ def test_cedar_text_is_returned_as_is_after_validation() -> None:
     ("text", "message"),
     [
         ("permit (principal is FedScission::User, action, resource);", "unrecognized entity type"),
-        ("permit (principal, action, resource) when { principal.department == 1 };", "attribute `department`"),
+        (
+            "permit (principal, action, resource) when { principal.department == 1 };",
+            "attribute `department`",
+        ),
         ('permit (principal, action == FedScission::Action::"delete", resource);', "unrecognized action"),
         ("permit (principal, action, resource) when { resource.tier == 1 + true };", "expected Long"),
         ("permit (principal, action, resource", "does not parse"),
@@ -118,15 +124,18 @@ def test_invalid_cedar_is_refused_with_the_validator_message(text: str, message:
 
 def test_validator_message_names_the_annotated_policy() -> None:
     with pytest.raises(InvalidInput) as caught:
-        compile_policy('@id("tier-check") permit (principal, action, resource) when { resource.size > 1 };',
-                       action="invoke")
+        compile_policy(
+            '@id("tier-check") permit (principal, action, resource) when { resource.size > 1 };',
+            action="invoke",
+        )
     assert '@id("tier-check")' in caught.value.message and "attribute `size`" in caught.value.message
 
 
 def test_forbid_wins_over_permit_in_cedar_text() -> None:
     text = (
         '@id("everyone") permit (principal, action, resource);\n'
-        '@id("no-edge") forbid (principal, action, resource) when { resource.tier == "edge" };'
+        '@id("no-edge") forbid (principal, action, resource is FedScission::Service)\n'
+        'when { resource.tier == "edge" };'
     )
     assert _decide(text, _member()) == Decision(allowed=False, reasons=("no-edge",))
 
@@ -146,7 +155,7 @@ INJECTIONS = [
     "edge\\",
     "",
     "a" * 65,
-    "Attribute::\"x\"",
+    'Attribute::"x"',
     5,
     None,
 ]
@@ -201,7 +210,9 @@ def test_unknown_action_is_refused() -> None:
 
 def test_attributes_not_defined_in_the_federation_are_refused_when_known() -> None:
     known = {"edge-users", "suspended"}
-    compile_policy({"any_of": ["edge-users"], "deny_any_of": ["suspended"]}, action="invoke", known_attributes=known)
+    compile_policy(
+        {"any_of": ["edge-users"], "deny_any_of": ["suspended"]}, action="invoke", known_attributes=known
+    )
     with pytest.raises(InvalidInput, match="'gpu', which is not defined"):
         compile_policy({"all_of": ["edge-users", "gpu"]}, action="invoke", known_attributes=known)
 

@@ -1,4 +1,4 @@
-"""Every policy file validates against the schema and every ALLOW/DENY example gets its decision (STYLE #8)."""
+"""Every policy file validates against the schema; every ALLOW/DENY example gets its decision (STYLE #8)."""
 
 from __future__ import annotations
 
