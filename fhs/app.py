@@ -17,6 +17,8 @@ from fhs.runtime import Runtime
 from fhs.settings import Settings
 
 log = logging.getLogger("fhs")
+FHS_ERROR_HEADER = "X-FHS-Error"
+"""Set on errors the FHS itself answers, so a peer can tell them from a proxied service's own errors."""
 
 
 def error_response(status_code: int, code: str, message: str, details: object = None) -> JSONResponse:
@@ -32,9 +34,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(FHSError)
     async def _fhs_error(request: Request, exc: FHSError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
-        response = JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
-        return response
+        headers = {FHS_ERROR_HEADER: "1"}
+        if exc.status_code == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+        return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -58,6 +61,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the FHS app: Operator API, Member API and the public JWKS, sharing one runtime."""
+    from fhs.peering.router import router as peering_router
     from member_api.router import router as member_router
     from operator_api.router import router as operator_router
 
@@ -65,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.start(settings)
         app.state.runtime = runtime
+        runtime.replication.start()
         try:
             yield
         finally:
@@ -79,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(operator_router, prefix="/operator/v1")
     app.include_router(member_router, prefix="/member/v1")
+    app.include_router(peering_router, prefix="/fhs/v1")
 
     @app.get("/.well-known/jwks.json", tags=["public"])
     async def jwks(request: Request) -> dict[str, object]:

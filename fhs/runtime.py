@@ -8,7 +8,7 @@ store (Redis) sign with the same keys and accept the same operator credential.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -16,6 +16,8 @@ from fhs.errors import Conflict
 from fhs.identity.keys import FHSKeyring
 from fhs.identity.operator import OperatorSecret
 from fhs.identity.validation import TokenValidator
+from fhs.peering.client import PeerClient
+from fhs.peering.replication import Replication
 from fhs.proxy.service import new_proxy_client
 from fhs.proxy.ssrf import parse_allowlist
 from fhs.settings import Settings
@@ -63,6 +65,15 @@ class Runtime:
     validator: TokenValidator
     operator: OperatorSecret
     started_at: float
+    peers: PeerClient = field(init=False)
+    replication: Replication = field(init=False)
+    key_refreshes: dict[str, float] = field(default_factory=dict)
+    """Monotonic time of the last key refresh per peer (at most one per cooldown)."""
+
+    def __post_init__(self) -> None:
+        self.peers = PeerClient(store=self.store, http=self.http, me=self.settings.fhs_id,
+                                keyring=lambda: self.keyring, timeout_s=self.settings.peer_timeout_s)
+        self.replication = Replication(self)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:
@@ -86,8 +97,18 @@ class Runtime:
             started_at=time.time(),
         )
 
+    async def rotate_keys(self, *, overlap_s: float, publish_delay_s: float) -> str:
+        """Rotate the signing key (published now, used after the delay) and share it with the replicas."""
+        doc = await self.store.get(SYSTEM, "keyring")
+        keyring = FHSKeyring.load_from(doc.value) if doc else self.keyring
+        kid = keyring.rotate(overlap_s=overlap_s, publish_delay_s=publish_delay_s)
+        await self.store.write([Put(SYSTEM, "keyring", keyring.export(), if_version=doc.version if doc else 0)])
+        self.keyring = keyring
+        return kid
+
     async def close(self) -> None:
-        """Release the HTTP client and the store."""
+        """Stop replication, release the HTTP clients and the store."""
+        await self.replication.stop()
         await self.http.aclose()
         await self.proxy_http.aclose()
         await self.store.close()

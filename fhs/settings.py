@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     proxy_timeout_s: float = Field(30.0, gt=0)
     proxy_max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
 
+    sync_interval_s: float = Field(2.0, gt=0)
+    """How often the replication loop pushes and pulls federation events (it also runs after each write)."""
+    peer_timeout_s: float = Field(15.0, gt=0)
+
     @field_validator("allowed_algorithms")
     @classmethod
     def _non_empty(cls, value: list[str]) -> list[str]:

@@ -199,6 +199,8 @@ def benchmark_model_with_stats(
         raise BenchmarkError(f"repeats must be an integer in [1, 10000], got {repeats!r}")
     if not isinstance(warmup, int) or isinstance(warmup, bool) or not 1 <= warmup <= 1_000:
         raise BenchmarkError(f"warmup must be an integer in [1, 1000] (first calls are slow), got {warmup!r}")
+    if tier not in ("device", "edge", "cloud"):
+        raise BenchmarkError(f"tier must be one of device, edge, cloud; got {tier!r}")
     resource = describe_resource(name=resource_name, tier=tier)
     graph = graph_for(model)
     shape = _resolve_input_shape(graph, input_shape)
@@ -296,7 +298,9 @@ def warm_up_segment(model: keras.Model, *, first_block: int, last_block: int) ->
     segment = get_segment(graph_for(model), first_block, last_block)
     if any(d is None for shape, _ in segment.input_specs for d in shape[1:]):
         return  # free spatial dimensions: nothing sensible to warm up with
-    zeros = [np.zeros((1, *shape[1:]), dtype=dtype) for shape, dtype in segment.input_specs]
+    zeros = [
+        np.zeros((1, *(int(d or 1) for d in shape[1:])), dtype=dtype) for shape, dtype in segment.input_specs
+    ]
     segment.execute(zeros)
 
 

@@ -20,7 +20,7 @@ from fhs.federations.state import (
     members_collection,
     services_collection,
 )
-from fhs.store.base import Delete, Op, Put
+from fhs.store.base import Delete, Expect, Op, Put
 
 Event = dict[str, Any]
 
@@ -45,7 +45,8 @@ def make_event(*, type: str, fid: str, seq: int, origin: str, actor: str, data: 
 
 def _federation_created(state: FederationState | None, event: Event) -> list[Op]:
     data, fid = event["data"], event["federation"]
-    ops: list[Op] = [
+    ops: list[Op] = [Put(FEDERATIONS, fid, {**data["federation"], "seq": event["seq"]}, if_absent=True)]
+    ops += [
         Put(attributes_collection(fid), name, {"name": name, "description": desc, "predefined": True})
         for name, desc in zip(
             PREDEFINED_ATTRIBUTES,
@@ -72,7 +73,7 @@ def _federation_created(state: FederationState | None, event: Event) -> list[Op]
 def _federation_deleted(state: FederationState | None, event: Event) -> list[Op]:
     assert state is not None
     fid = event["federation"]
-    ops: list[Op] = [Delete(FEDERATIONS, fid)]
+    ops: list[Op] = [Expect(FEDERATIONS, fid, state.version), Delete(FEDERATIONS, fid)]
     ops += [Delete(members_collection(fid), key) for key in state.members]
     ops += [Delete(attributes_collection(fid), key) for key in state.attributes]
     ops += [Delete(services_collection(fid), key) for key in state.services]
@@ -169,6 +170,10 @@ def _service_deleted(state: FederationState | None, event: Event) -> list[Op]:
     return [Delete(services_collection(event["federation"]), event["data"]["id"])]
 
 
+def _participant_added(state: FederationState | None, event: Event) -> list[Op]:
+    return []  # the federation document itself changes: see apply_event
+
+
 APPLIERS: dict[str, Callable[[FederationState | None, Event], list[Op]]] = {
     "federation.created": _federation_created,
     "federation.deleted": _federation_deleted,
@@ -181,9 +186,20 @@ APPLIERS: dict[str, Callable[[FederationState | None, Event], list[Op]]] = {
     "service.registered": _service_put,
     "service.updated": _service_put,
     "service.deleted": _service_deleted,
+    "participant.added": _participant_added,
 }
 
 
 def apply_event(state: FederationState | None, event: Event) -> list[Op]:
-    """The store operations that materialise ``event`` on top of ``state`` (None only for creation)."""
-    return APPLIERS[event["type"]](state, event)
+    """The store operations that materialise ``event`` on top of ``state`` (None only for creation).
+
+    They include the federation document's update, conditional on the snapshot's version, so a batch built
+    on a stale snapshot fails as a whole.
+    """
+    ops = APPLIERS[event["type"]](state, event)
+    if state is None or event["type"] == "federation.deleted":
+        return ops
+    doc = {**state.federation, "seq": event["seq"]}
+    if event["type"] == "participant.added":
+        doc["participants"] = [*state.participants, event["data"]["fhs_id"]]
+    return [Put(FEDERATIONS, state.id, doc, if_version=state.version), *ops]

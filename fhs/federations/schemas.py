@@ -7,6 +7,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_SEQ = 2**63 - 1
+"""The largest log sequence number a store can hold."""
 
 
 class FedBase(BaseModel):

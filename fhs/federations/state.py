@@ -59,6 +59,16 @@ class FederationState:
         """The federation id."""
         return str(self.federation["id"])
 
+    @property
+    def home(self) -> str:
+        """The FHS that sequences this federation's events."""
+        return str(self.federation["home_fhs"])
+
+    @property
+    def participants(self) -> list[str]:
+        """The FHSs taking part in this federation (the home first)."""
+        return list(self.federation.get("participants", [self.home]))
+
     def attributes_of(self, key: str) -> frozenset[str]:
         """The attributes granted to member ``key`` (empty if not a member)."""
         member = self.members.get(key)

@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jwt
 from pydantic import BaseModel, ConfigDict, Field
 
 from fhs.errors import Unauthenticated
-from fhs.identity.keys import KEY_ALGORITHM, FHSKeyring
+from fhs.identity.keys import FHSKeyring
+from fhs.identity.pinned import verify_pinned_jwt
 
 INVOCATION_TOKEN_TYP = "fhs-invocation+jwt"
 
@@ -73,51 +73,17 @@ def verify_invocation_token(
     Only EdDSA keys from ``jwks`` are used (never a key named by the token), the ``typ`` must be
     ``fhs-invocation+jwt``, and ``iss``/``aud`` must match exactly.
     """
-    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 16 * 1024:
-        raise Unauthenticated("malformed invocation token")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.PyJWTError as exc:
-        raise Unauthenticated(f"malformed invocation token: {exc}") from None
-    if header.get("alg") != KEY_ALGORITHM:
-        raise Unauthenticated(f"invocation token algorithm {str(header.get('alg'))[:20]!r} not allowed")
-    if header.get("typ") != INVOCATION_TOKEN_TYP:
-        raise Unauthenticated(f"not an invocation token (typ must be {INVOCATION_TOKEN_TYP})")
-    kid = header.get("kid")
-    key = None
-    for jwk in jwks.get("keys", []) if isinstance(jwks, Mapping) else []:
-        if isinstance(jwk, Mapping) and jwk.get("kid") == kid and jwk.get("kty") == "OKP" and "d" not in jwk:
-            try:
-                key = jwt.PyJWK(dict(jwk), algorithm=KEY_ALGORITHM).key
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
-                continue
-            break
-    if key is None:
-        raise Unauthenticated(f"unknown FHS signing key kid={str(kid)[:64]!r}")
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key,
-            algorithms=[KEY_ALGORITHM],
-            audience=audience,
-            issuer=issuer,
-            leeway=leeway,
-            options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
-        )
-    except jwt.ExpiredSignatureError:
-        raise Unauthenticated("invocation token expired") from None
-    except jwt.InvalidAudienceError:
-        raise Unauthenticated(f"invocation token audience mismatch: expected {audience!r}") from None
-    except jwt.InvalidIssuerError:
-        raise Unauthenticated(f"invocation token issuer mismatch: expected {issuer!r}") from None
-    except jwt.MissingRequiredClaimError as exc:
-        raise Unauthenticated(f"invocation token has no '{exc.claim}' claim") from None
-    except jwt.InvalidSignatureError:
-        raise Unauthenticated("invocation token signature is invalid") from None
-    except jwt.PyJWTError as exc:
-        raise Unauthenticated(f"invalid invocation token: {exc}") from None
-    if claims["exp"] - claims["iat"] > max_lifetime_s:
-        raise Unauthenticated(f"invocation token lifetime exceeds {max_lifetime_s} s")
+    claims = verify_pinned_jwt(
+        token,
+        jwks=jwks,
+        typ=INVOCATION_TOKEN_TYP,
+        issuer=issuer,
+        audience=audience,
+        leeway=leeway,
+        max_lifetime_s=max_lifetime_s,
+        required=("exp", "iat", "iss", "aud", "sub", "jti"),
+        what="invocation token",
+    )
     member = claims.get("member")
     if not isinstance(member, dict) or not isinstance(claims.get("federation"), str):
         raise Unauthenticated("invocation token lacks 'federation' or 'member' claims")

@@ -42,3 +42,10 @@ class Status(FedBase):
     federations: int
     trusted_issuers: int
     peers: int
+
+
+class KeyRotation(FedBase):
+    """When a rotated key starts signing, and how long the old one stays published."""
+
+    publish_delay_s: float = Field(60.0, ge=0, le=86400)
+    overlap_s: float = Field(600.0, ge=0, le=7 * 86400)

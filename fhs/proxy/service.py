@@ -150,10 +150,10 @@ async def forward(
     if len(path) + len(query) > MAX_TARGET_LENGTH:
         raise InvalidInput(f"invocation path and query are longer than {MAX_TARGET_LENGTH} characters")
     allowed = ssrf.parse_allowlist(allowlist)
-    caller_headers = _pairs(headers)
+    caller_headers = header_pairs(headers)
     _refuse_declared_oversize(caller_headers, max_body_bytes)
     out_headers = _request_headers(caller_headers, extra_headers, target)
-    content = await _read_body(body, max_body_bytes)
+    content = await read_body(body, max_body_bytes)
 
     try:
         async with asyncio.timeout(timeout_s):
@@ -213,7 +213,8 @@ def _check_query(query: str) -> str:
     return quote(query, safe=_QUERY_SAFE)
 
 
-def _pairs(headers: Headers) -> list[tuple[str, str]]:
+def header_pairs(headers: Headers) -> list[tuple[str, str]]:
+    """Validated (name, value) pairs from a mapping or a list of raw header pairs."""
     items = headers.items() if isinstance(headers, Mapping) else headers
     pairs: list[tuple[str, str]] = []
     for name, value in items:
@@ -245,20 +246,24 @@ def _stripped(name: str, listed: set[str]) -> bool:
     )
 
 
-def _request_headers(
-    caller: list[tuple[str, str]], extra: Mapping[str, str], target: ssrf.Endpoint
-) -> list[tuple[str, str]]:
+def strip_caller_headers(caller: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The caller's headers without credentials, hop-by-hop and proxy-controlled headers."""
     listed = _connection_listed(caller)
-    extra_pairs = _pairs(extra)
-    overridden = {name.lower() for name, _ in extra_pairs}
-    kept = [
+    return [
         (name, value)
         for name, value in caller
         if not _stripped(name, listed)
         and name.lower() not in CREDENTIAL_HEADERS
         and name.lower() not in CONTROLLED_REQUEST_HEADERS
-        and name.lower() not in overridden
     ]
+
+
+def _request_headers(
+    caller: list[tuple[str, str]], extra: Mapping[str, str], target: ssrf.Endpoint
+) -> list[tuple[str, str]]:
+    extra_pairs = header_pairs(extra)
+    overridden = {name.lower() for name, _ in extra_pairs}
+    kept = [(name, value) for name, value in strip_caller_headers(caller) if name.lower() not in overridden]
     names = {name.lower() for name, _ in kept} | overridden
     out = [("Host", target.host_header), *kept, *extra_pairs]
     if "accept-encoding" not in names:
@@ -278,7 +283,8 @@ def _refuse_declared_oversize(caller: list[tuple[str, str]], max_body_bytes: int
             )
 
 
-async def _read_body(body: AsyncIterable[bytes] | bytes, max_body_bytes: int) -> bytes:
+async def read_body(body: AsyncIterable[bytes] | bytes, max_body_bytes: int) -> bytes:
+    """The whole request body, refusing (413) as soon as it exceeds ``max_body_bytes``."""
     too_large = PayloadTooLarge(
         f"request body exceeds the proxy limit of {max_body_bytes} bytes", limit=max_body_bytes
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,14 +80,27 @@ class SQLiteStore:
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA foreign_keys = OFF")
-                conn.executescript(_SCHEMA)
+                self._initialise(conn)
             except BaseException:
                 conn.close()
                 raise
             self._conn = conn
         return self._conn
+
+    def _initialise(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL and create the schema; retried because switching the journal mode while another
+        process does the same fails at once with "database is locked" instead of waiting."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA foreign_keys = OFF")
+                conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     # -- reads ----------------------------------------------------------------------------------------
 

@@ -102,7 +102,8 @@ def compile_query(*, problem: PlanningProblem, query: PlanQuery) -> Prepared:
             pct_caps[rank] = min(pct_caps.get(rank, INF), cap.max_percent)
     return Prepared(
         problem=problem, query=query, ids=ids, ranks=ranks,
-        times=[list(res.block_times_s) for res in resources], outs=[list(res.output_bytes) for res in resources],
+        times=[list(res.block_times_s) for res in resources],
+        outs=[list(res.output_bytes) for res in resources],
         allow=allow, sources=sources, hop_targets=hop_targets, return_links=return_links,
         upload_cap=upload_cap, required_tier_bits=required_tier_bits,
         required_resource_bits=required_resource_bits, abs_caps=abs_caps, pct_caps=pct_caps,
@@ -152,10 +153,15 @@ def _atoms(query: PlanQuery) -> list[tuple[str, PlanQuery]]:
         atoms.append((f"{rid!r} uploads <= {cap:g} bytes per hop", without("upload_caps_bytes", rest)))
     if query.max_total_transfer_bytes is not None:
         atoms.append(
-            (f"total transfer <= {query.max_total_transfer_bytes:g} bytes", without("max_total_transfer_bytes", None))
+            (
+                f"total transfer <= {query.max_total_transfer_bytes:g} bytes",
+                without("max_total_transfer_bytes", None),
+            )
         )
     for i, cap in enumerate(query.compute_caps):
-        atoms.append((cap.describe(), without("compute_caps", query.compute_caps[:i] + query.compute_caps[i + 1 :])))
+        atoms.append(
+            (cap.describe(), without("compute_caps", query.compute_caps[:i] + query.compute_caps[i + 1 :]))
+        )
     if query.max_hops is not None:
         atoms.append((f"at most {query.max_hops} hops", without("max_hops", None)))
     return atoms
@@ -205,7 +211,7 @@ def _unknown_resources(problem: PlanningProblem, query: PlanQuery) -> list[str]:
 
 def evaluate_path(problem: PlanningProblem, query: PlanQuery, cand: Candidate) -> dict[str, object]:
     """Canonical costs of a candidate, folded in chain order (shared by the shaping code)."""
-    ids = {i: res for i, res in enumerate(problem.resources)}
+    ids = dict(enumerate(problem.resources))
     segments = []
     hops = []
     compute = 0.0
@@ -240,7 +246,15 @@ def evaluate_path(problem: PlanningProblem, query: PlanQuery, cand: Candidate) -
         transfer_s += hop_s
         transfer_b += cand.return_bytes
         hops.append(
-            HopPlan(source=last.id, destination=src.id, bytes=cand.return_bytes, transfer_s=hop_s, kind="return")
+            HopPlan(
+                source=last.id, destination=src.id, bytes=cand.return_bytes, transfer_s=hop_s, kind="return"
+            )
+        )
+    if cand.phantom_bytes is not None:
+        last = ids[closed[-1].resource]
+        transfer_b += cand.phantom_bytes
+        hops.append(
+            HopPlan(source=last.id, destination="", bytes=cand.phantom_bytes, transfer_s=0.0, kind="phantom")
         )
     return {
         "segments": segments, "hops": hops, "compute": compute, "tier_time": tier_time,
@@ -258,8 +272,12 @@ def _shape(problem: PlanningProblem, query: PlanQuery, rank: int, cand: Candidat
     assert value == cand.objective or (math.isnan(value) and math.isnan(cand.objective))
     segments = [
         SegmentPlan(
-            resource=res.id, tier=res.tier, first_block=first, last_block=last,
-            first_layer=problem.blocks[first].first_layer, last_layer=problem.blocks[last].last_layer,
+            resource=res.id,
+            tier=res.tier,
+            first_block=first,
+            last_block=last,
+            first_layer=problem.blocks[first].first_layer,
+            last_layer=problem.blocks[last].last_layer,
             compute_s=seg_s,
         )  # fmt: skip
         for res, first, last, seg_s in costs["segments"]  # type: ignore[attr-defined]

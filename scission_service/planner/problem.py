@@ -64,9 +64,13 @@ class PlannerResource:
         if not self.id:
             raise PlanningProblemError("a resource id must not be empty")
         if self.tier not in TIER_RANK:
-            raise PlanningProblemError(f"resource {self.id!r}: tier must be one of {TIERS}, got {self.tier!r}")
+            raise PlanningProblemError(
+                f"resource {self.id!r}: tier must be one of {TIERS}, got {self.tier!r}"
+            )
         if len(self.block_times_s) != len(self.output_bytes):
-            raise PlanningProblemError(f"resource {self.id!r}: as many block times as output sizes are needed")
+            raise PlanningProblemError(
+                f"resource {self.id!r}: as many block times as output sizes are needed"
+            )
         for value in (*self.block_times_s, *self.output_bytes):
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise PlanningProblemError(
@@ -110,7 +114,9 @@ class PlanningProblem:
                     f"{len(self.blocks)}: every resource must be benchmarked on the same partitioning"
                 )
         if not (math.isfinite(self.input_bytes) and self.input_bytes >= 0):
-            raise PlanningProblemError(f"input size must be a finite number >= 0 bytes, got {self.input_bytes!r}")
+            raise PlanningProblemError(
+                f"input size must be a finite number >= 0 bytes, got {self.input_bytes!r}"
+            )
         for pair in (*self.links, *self.tier_links):
             if not (isinstance(pair, tuple) and len(pair) == 2):
                 raise PlanningProblemError(f"a link key must be a (source, destination) pair, got {pair!r}")

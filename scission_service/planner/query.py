@@ -72,7 +72,9 @@ class PlanQuery(_Base):
     exclude_resources: list[str] = Field(default_factory=list)
     require_resources: list[str] = Field(default_factory=list, description="must run at least one block")
     require_tiers: list[Tier] = Field(default_factory=list, description="must run at least one block")
-    forbid_tiers: list[Tier] = Field(default_factory=list, description="runs no block (a device still sources)")
+    forbid_tiers: list[Tier] = Field(
+        default_factory=list, description="runs no block (a device still sources)"
+    )
     pins: list[Pin] = Field(default_factory=list)
     upload_caps_bytes: dict[str, float] = Field(
         default_factory=dict, description="resource id -> max bytes it sends in one hop"

@@ -32,7 +32,7 @@ class HopPlan(_Base):
     destination: str
     bytes: float
     transfer_s: float
-    kind: Literal["forward", "return"] = "forward"
+    kind: Literal["forward", "return", "phantom"] = "forward"  # phantom: Scission-compat bytes, no transfer
 
 
 class Plan(_Base):

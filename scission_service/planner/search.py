@@ -91,6 +91,7 @@ class Candidate:
     source: int
     closed: tuple[ClosedSegment, ...]  # every segment incl. the last one; idle source has end 0
     return_bytes: float | None
+    phantom_bytes: float | None = None
 
 
 def objective_value(query: PlanQuery, latency: float, transfer_bytes: float) -> float:
@@ -118,7 +119,10 @@ def _dominates(prep: Prepared, cur_rank: int, y: _Label, x: _Label) -> bool:
     """True when ``y`` is at least as good as ``x`` for every completion (``y`` sorts before ``x``)."""
     if y.obj >= x.obj - _BAND * x.obj:
         # near-tie: decide component-wise so rounding cannot flip the final order
-        if any(a > c for a, c in zip(_objective_parts(prep.query, y), _objective_parts(prep.query, x), strict=True)):
+        if any(
+            a > c
+            for a, c in zip(_objective_parts(prep.query, y), _objective_parts(prep.query, x), strict=True)
+        ):
             return False
         if y.tkey > x.tkey:
             return False
@@ -175,17 +179,17 @@ def search(prep: Prepared) -> list[Candidate]:
     need_tmask = sum(prep.required_tier_bits.values())
     need_rmask = sum(prep.required_resource_bits.values())
     quirk = problem.scission_zero_time_quirk
-    # node key: (r, src, tmask, rmask, hops, used, mode)
+    # node key: (r, src, tmask, rmask, hops, used, mode, segzero); mode/segzero only move with the quirk
     nodes: dict[tuple, list[_Label]] = {}
     for src in prep.sources:
-        key = (src, src, 0, 0, 0, frozenset((src,)), 0)
+        key = (src, src, 0, 0, 0, frozenset((src,)), 0, quirk)
         nodes[key] = [_Label(0.0, ((prep.ids[src],),), (), 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0)]
 
     for blk in range(n_blocks):
         idle = blk == 0
         nxt: dict[tuple, list[_Label]] = {}
         for key, labels in nodes.items():
-            r, src, tmask, rmask, hops, used, mode = key
+            r, src, tmask, rmask, hops, used, mode, segzero = key
             rank = prep.ranks[r]
             # 1. run block ``blk`` on r (the idle source starts running here)
             if prep.allow[r][blk]:
@@ -197,6 +201,7 @@ def search(prep: Prepared) -> list[Candidate]:
                     nkey = (
                         r, src, tmask | prep.required_tier_bits.get(rank, 0),
                         rmask | prep.required_resource_bits.get(r, 0), hops, used, new_mode,
+                        segzero and t == 0,
                     )  # fmt: skip
                     bucket = nxt.setdefault(nkey, [])
                     for x in labels:
@@ -226,14 +231,13 @@ def search(prep: Prepared) -> list[Candidate]:
                     if _misses_requirement(prep, rank2, tmask, rmask):
                         continue
                 t2 = prep.times[r2][blk]
-                if not quirk:
-                    branches = [(sent, 0)]
-                elif mode == 1:
-                    branches = [(0.0, 1)]
-                elif mode == 0:
+                # Scission's quirk: the first hop, or a hop from a resource that computed something, carries
+                # 0 bytes when every later block takes 0 s (mode 1 = "all later blocks are 0 s",
+                # mode 2 = "some later block is not"); any other hop carries its bytes.
+                if quirk and (hops == 0 or not segzero) and mode == 0:
                     branches = [(0.0, 1), (sent, 2)]
                 else:
-                    branches = [(sent, 2)]
+                    branches = [(sent, mode)]
                 for eff, hop_mode in branches:
                     if eff > prep.upload_cap[r]:
                         continue
@@ -247,6 +251,7 @@ def search(prep: Prepared) -> list[Candidate]:
                     nkey = (
                         r2, src, tmask | prep.required_tier_bits.get(rank2, 0),
                         rmask | prep.required_resource_bits.get(r2, 0), hops + 1, used2, run_mode,
+                        quirk and t2 == 0,
                     )  # fmt: skip
                     bucket = nxt.setdefault(nkey, [])
                     for x in labels:
@@ -294,12 +299,14 @@ def _add_at(values: tuple[float, float, float], rank: int, amount: float) -> tup
     return (values[0], values[1], values[2] + amount)
 
 
-def _finish(prep: Prepared, nodes: dict[tuple, list[_Label]], need_tmask: int, need_rmask: int) -> list[Candidate]:
+def _finish(
+    prep: Prepared, nodes: dict[tuple, list[_Label]], need_tmask: int, need_rmask: int
+) -> list[Candidate]:
     problem, query = prep.problem, prep.query
     n_blocks = len(problem.blocks)
     out: list[Candidate] = []
     for key, labels in nodes.items():
-        r, src, tmask, rmask, _hops, _used, mode = key
+        r, src, tmask, rmask, hops, _used, mode, segzero = key
         if mode == 2 or (tmask & need_tmask) != need_tmask or (rmask & need_rmask) != need_rmask:
             continue
         rank = prep.ranks[r]
@@ -313,11 +320,18 @@ def _finish(prep: Prepared, nodes: dict[tuple, list[_Label]], need_tmask: int, n
             if ret_bytes > prep.upload_cap[r]:
                 continue
             ret_s = link[0] + (ret_bytes / link[1])
+        phantom: float | None = None
+        if problem.scission_zero_time_quirk and rank == TIER_RANK["edge"] and segzero and hops >= 1:
+            phantom = prep.outs[r][n_blocks - 1]  # Scission counts a last 0-s edge's output as sent
+            if phantom > prep.upload_cap[r]:
+                continue
         for x in labels:
             compute = x.cc + x.seg
             tier_time = _add_at(x.tier_closed, rank, x.seg)
             transfer_s = x.t + ret_s if ret_bytes is not None else x.t
             transfer_b = x.b + ret_bytes if ret_bytes is not None else x.b
+            if phantom is not None:
+                transfer_b = transfer_b + phantom
             if transfer_b > prep.bytes_cap:
                 continue
             if not compute_caps_hold(prep.abs_caps, prep.pct_caps, tier_time, compute):
@@ -325,7 +339,7 @@ def _finish(prep: Prepared, nodes: dict[tuple, list[_Label]], need_tmask: int, n
             value = objective_value(query, compute + transfer_s, transfer_b)
             closed = (*x.closed, ClosedSegment(r, n_blocks, 0.0))
             key_full = tuple((prep.ids[seg.resource], seg.end) for seg in closed)
-            out.append(Candidate(value, key_full, src, closed, ret_bytes))
+            out.append(Candidate(value, key_full, src, closed, ret_bytes, phantom))
     out.sort(key=lambda cand: (cand.objective, cand.key))
     return out[: query.top]
 

@@ -462,7 +462,7 @@ def test_invocation_token_round_trip_and_refusals() -> None:
         verify_invocation_token(token, jwks=FHSKeyring.generate().jwks(), issuer=AUDIENCE, audience="svc-42")
     # Other things the FHS signs cannot be replayed as invocation tokens.
     other = keyring.sign({"iss": AUDIENCE, "aud": "svc-42", "exp": int(time.time()) + 60}, typ="JWT")
-    with pytest.raises(Unauthenticated, match="not an invocation token"):
+    with pytest.raises(Unauthenticated, match="wrong token type for invocation token"):
         verify_invocation_token(other, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-42")
     # A member's own token (different algorithm and key) is refused by a resource service.
     member_token = jwt.encode(claims(aud="svc-42"), ed25519.Ed25519PrivateKey.generate(), algorithm="EdDSA")

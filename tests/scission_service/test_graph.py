@@ -1,4 +1,4 @@
-"""Partition points by dominator analysis: chains, branches, residuals, multi-input/output, nesting, sharing."""
+"""Partition points by dominator analysis: chains, branches, residuals, multi-I/O, nesting, sharing."""
 
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def test_shared_layer_across_points_merges_blocks_so_ranges_stay_disjoint() -> N
 
 
 def test_sequential_is_rebuilt_as_functional_with_input_layer_zero() -> None:
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="a"), keras.layers.Dense(2, name="b")])
+    layers = [keras.Input((4,)), keras.layers.Dense(4, name="a"), keras.layers.Dense(2, name="b")]
+    model = keras.Sequential(layers)
     graph = analyze_model(model)
     assert [p.layer_name for p in graph.points] == ["a"]
     assert graph.model.layers[0].__class__.__name__ == "InputLayer"

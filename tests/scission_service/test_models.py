@@ -48,7 +48,7 @@ def test_unknown_name_and_bad_options_are_refused_clearly() -> None:
     with pytest.raises(ModelLoadError, match="three positive integers"):
         build_application("mobilenetv2", input_shape=(96, 96))
     with pytest.raises(ModelLoadError, match="cannot build"):
-        build_application("mobilenetv2", alpha=0.33, input_shape=(96, 96, 3))
+        build_application("vgg16", input_shape=(8, 8, 3))
 
 
 def test_digest_ignores_layer_name_counters_but_not_weights() -> None:

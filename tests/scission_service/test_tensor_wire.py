@@ -9,8 +9,10 @@ import pytest
 
 from scission_service.tensor_wire import TensorWireError, decode_array, encode_array, encoded_size
 
+DTYPES = ["float32", "float16", "float64", "int32", "int64", "uint8", "int8", "bool"]
 
-@pytest.mark.parametrize("dtype", ["float32", "float16", "float64", "int32", "int64", "uint8", "int8", "bool"])
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_round_trip_keeps_values_shape_and_dtype(dtype: str) -> None:
     array = (np.arange(60).reshape(3, 4, 5) % 7).astype(dtype)
     data = encode_array(array)

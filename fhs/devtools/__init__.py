@@ -1,0 +1,1 @@
+"""Development helpers for the README walkthrough and the demo; not part of a production FHS."""

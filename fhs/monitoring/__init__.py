@@ -1,0 +1,1 @@
+"""Per-federation monitoring: counters from this FHS's audit log, collated across participating FHSs."""

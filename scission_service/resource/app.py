@@ -1,0 +1,78 @@
+"""The resource service app factory: ``create_resource_app(settings)`` (STYLE #3), used by CLI and tests."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from fhs.app import install_error_handlers
+from scission_service.resource.auth import InvocationAuthMiddleware, InvocationVerifier
+from scission_service.resource.link import LinkEmulator
+from scission_service.resource.router import router
+from scission_service.resource.service import ResourceService
+from scission_service.resource.settings import ResourceSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_resource_app(
+    settings: ResourceSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Build a resource service; every route but ``/healthz`` needs an FHS invocation token.
+
+    Models are loaded and the FHS keys fetched in the lifespan. ``transport`` replaces the network used to
+    fetch the FHS JWKS (tests).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
+        service = ResourceService(settings)
+        try:
+            await service.start()
+            verifier = InvocationVerifier(
+                issuer=settings.fhs_issuer,
+                audiences=settings.service_ids,
+                jwks=settings.fhs_jwks,
+                jwks_url=settings.fhs_jwks_url,
+                client=http,
+                refresh_cooldown_s=settings.jwks_refresh_cooldown_s,
+                max_age_s=settings.jwks_max_age_s,
+                fetch_timeout_s=settings.jwks_fetch_timeout_s,
+                leeway_s=settings.token_leeway_s,
+                max_lifetime_s=settings.max_token_lifetime_s,
+            )
+            await verifier.start()
+            app.state.service = service
+            app.state.link = LinkEmulator(settings.link)
+            app.state.verifier = verifier
+            log.info(
+                "resource %s (%s) ready: models %s, service ids %s",
+                settings.name, settings.tier, ", ".join(service.models), ", ".join(settings.service_ids),
+            )  # fmt: skip
+            yield
+        finally:
+            app.state.verifier = None
+            await service.close()
+            await http.aclose()
+
+    app = FastAPI(
+        title=f"FedScission resource service ({settings.name}, {settings.tier})",
+        lifespan=lifespan,
+        description="Scission resource node: describe, benchmark, run DNN segments; calls only via its FHS.",
+    )
+    app.state.verifier = None
+    install_error_handlers(app)
+    app.add_middleware(InvocationAuthMiddleware)
+    app.include_router(router)
+
+    @app.get("/healthz", tags=["public"])
+    async def healthz() -> dict[str, str]:
+        """Liveness (no token needed): the models are loaded and the process answers."""
+        return {"status": "ok"}
+
+    return app
