@@ -38,17 +38,36 @@ async def commit_event(
 ) -> None:
     """Write ``event`` with its materialisation, its log entry and an audit entry, atomically."""
     data = event["data"]
-    target = str(data.get("key") or data.get("name") or data.get("id") or data.get("fhs_id")
-                 or data.get("service", {}).get("id") or data.get("member", {}).get("key") or event["federation"])
+    target = str(
+        data.get("key")
+        or data.get("name")
+        or data.get("id")
+        or data.get("fhs_id")
+        or data.get("service", {}).get("id")
+        or data.get("member", {}).get("key")
+        or event["federation"]
+    )
     details = {"seq": event["seq"], "origin": event["origin"]} | ({"note": note} if note else {})
-    ops: list[Op] = [*apply_event(state, event), *extra_ops, Append(events_log(event["federation"]), event),
-                     audit_service.federation_append(event["federation"], audit_service.entry(
-                         actor=event["actor"], action=event["type"], target=target, details=details))]
+    ops: list[Op] = [
+        *apply_event(state, event),
+        *extra_ops,
+        Append(events_log(event["federation"]), event),
+        audit_service.federation_append(
+            event["federation"],
+            audit_service.entry(actor=event["actor"], action=event["type"], target=target, details=details),
+        ),
+    ]
     await store.write(ops)
 
 
 async def run_at_home(
-    *, runtime: Runtime, fid: str, actor: Principal, name: str, args: dict[str, Any], via: str,
+    *,
+    runtime: Runtime,
+    fid: str,
+    actor: Principal,
+    name: str,
+    args: dict[str, Any],
+    via: str,
     extra_ops: Sequence[Op] = (),
 ) -> Event:
     """Decide and commit a command at this FHS, which must be the federation's home."""
@@ -60,18 +79,33 @@ async def run_at_home(
     if name == "participant.add":
         joining = str(args.get("fhs_id", ""))
         if not await peers_service.is_peer(store=store, fhs_id=joining):
-            raise InvalidInput(f"{joining[:64]!r} is not a peer of the home FHS {me}; its operator must peer first")
+            raise InvalidInput(
+                f"{joining[:64]!r} is not a peer of the home FHS {me}; its operator must peer first"
+            )
         extra_ops.append(outbox_cursor(fid, joining))
     for _ in range(MAX_RETRIES):
         state = await load_state(store=store, fid=fid)
         if state.home != me:
-            raise Conflict(f"this FHS is not the home of federation {fid!r}; send the command to {state.home}")
+            raise Conflict(
+                f"this FHS is not the home of federation {fid!r}; send the command to {state.home}"
+            )
         event_type, data, _target = decide(state, actor, args, via)
-        event = make_event(type=event_type, fid=fid, seq=int(state.federation["seq"]) + 1, origin=me,
-                           actor=actor.key, data=data)
+        event = make_event(
+            type=event_type,
+            fid=fid,
+            seq=int(state.federation["seq"]) + 1,
+            origin=me,
+            actor=actor.key,
+            data=data,
+        )
         try:
-            await commit_event(store=store, state=state, event=event, extra_ops=extra_ops,
-                               note="" if via == me else f"via {via}")
+            await commit_event(
+                store=store,
+                state=state,
+                event=event,
+                extra_ops=extra_ops,
+                note="" if via == me else f"via {via}",
+            )
         except Conflict:
             continue
         runtime.replication.notify()
@@ -80,7 +114,12 @@ async def run_at_home(
 
 
 async def run_command(
-    *, runtime: Runtime, fid: str, principal: Principal, name: str, args: dict[str, Any],
+    *,
+    runtime: Runtime,
+    fid: str,
+    principal: Principal,
+    name: str,
+    args: dict[str, Any],
     extra_ops: Sequence[Op] = (),
 ) -> None:
     """Run a member's command here if this FHS is the home, else forward it to the home and catch up."""
@@ -88,12 +127,15 @@ async def run_command(
     state = await load_state(store=runtime.store, fid=fid)
     require_member(state, principal, me)
     if state.home == me:
-        await run_at_home(runtime=runtime, fid=fid, actor=principal, name=name, args=args, via=me,
-                          extra_ops=extra_ops)
+        await run_at_home(
+            runtime=runtime, fid=fid, actor=principal, name=name, args=args, via=me, extra_ops=extra_ops
+        )
         return
     if extra_ops:
         await runtime.store.write(list(extra_ops))
-    seq = await runtime.peers.forward_command(peer_id=state.home, fid=fid, actor=principal, name=name, args=args)
+    seq = await runtime.peers.forward_command(
+        peer_id=state.home, fid=fid, actor=principal, name=name, args=args
+    )
     try:
         await runtime.replication.pull(fid=fid, until_seq=seq)
     except UpstreamError as exc:  # committed at the home; the sync loop catches up

@@ -41,7 +41,7 @@ async def _load_or_create_keyring(store: Store) -> FHSKeyring:
 
 
 async def _shared_operator_secret(store: Store, local: OperatorSecret) -> OperatorSecret:
-    """All replicas accept the operator secret of the replica that started first (its digest is in the store)."""
+    """All replicas accept the operator secret of the first replica to start (its digest is in the store)."""
     try:
         await store.write([Put(SYSTEM, "operator", {"sha256": local.digest_hex}, if_absent=True)])
         return local
@@ -71,8 +71,13 @@ class Runtime:
     """Monotonic time of the last key refresh per peer (at most one per cooldown)."""
 
     def __post_init__(self) -> None:
-        self.peers = PeerClient(store=self.store, http=self.http, me=self.settings.fhs_id,
-                                keyring=lambda: self.keyring, timeout_s=self.settings.peer_timeout_s)
+        self.peers = PeerClient(
+            store=self.store,
+            http=self.http,
+            me=self.settings.fhs_id,
+            keyring=lambda: self.keyring,
+            timeout_s=self.settings.peer_timeout_s,
+        )
         self.replication = Replication(self)
 
     @classmethod
@@ -102,7 +107,9 @@ class Runtime:
         doc = await self.store.get(SYSTEM, "keyring")
         keyring = FHSKeyring.load_from(doc.value) if doc else self.keyring
         kid = keyring.rotate(overlap_s=overlap_s, publish_delay_s=publish_delay_s)
-        await self.store.write([Put(SYSTEM, "keyring", keyring.export(), if_version=doc.version if doc else 0)])
+        await self.store.write(
+            [Put(SYSTEM, "keyring", keyring.export(), if_version=doc.version if doc else 0)]
+        )
         self.keyring = keyring
         return kid
 

@@ -25,11 +25,11 @@ from fhs.federations.schemas import (
 )
 from fhs.ids import member_key_from_id
 from fhs.invocation import service as invocation_service
-from fhs.web import proxied_response
 from fhs.monitoring import service as monitoring_service
 from fhs.peering.schemas import FHS_ID_PATTERN
 from fhs.registry import service as registry_service
 from fhs.registry.schemas import ServiceCreate, ServiceRead, ServiceUpdate
+from fhs.web import proxied_response
 
 router = APIRouter(tags=["member"], dependencies=[Depends(current_member)])
 FedId = Annotated[str, Path(max_length=100)]
@@ -48,7 +48,9 @@ class ParticipantCreate(FedBase):
 @router.get("/federations")
 async def list_federations(runtime: RuntimeDep, me: CurrentMember) -> list[FederationRead]:
     """Federations the caller belongs to."""
-    return await federations_service.list_for_member(store=runtime.store, me=runtime.settings.fhs_id, principal=me)
+    return await federations_service.list_for_member(
+        store=runtime.store, me=runtime.settings.fhs_id, principal=me
+    )
 
 
 @router.post("/federations", status_code=201)
@@ -60,7 +62,9 @@ async def create_federation(body: FederationCreate, runtime: RuntimeDep, me: Cur
 @router.get("/federations/{fid}")
 async def get_federation(fid: FedId, runtime: RuntimeDep, me: CurrentMember) -> FederationRead:
     """One federation the caller belongs to."""
-    return await federations_service.get(store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=me)
+    return await federations_service.get(
+        store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=me
+    )
 
 
 @router.delete("/federations/{fid}", status_code=204)
@@ -75,14 +79,17 @@ async def add_participant(
     fid: FedId, body: ParticipantCreate, runtime: RuntimeDep, me: CurrentMember
 ) -> FederationRead:
     """Bring a peer FHS into the federation (FedAdmin); its members can then be granted membership."""
-    return await federations_service.add_participant(runtime=runtime, fid=fid, principal=me, fhs_id=body.fhs_id)
+    return await federations_service.add_participant(
+        runtime=runtime, fid=fid, principal=me, fhs_id=body.fhs_id
+    )
 
 
 @router.get("/federations/{fid}/members")
 async def list_members(fid: FedId, runtime: RuntimeDep, me: CurrentMember) -> list[MemberRead]:
     """Members of the federation."""
-    return await federations_service.list_members(store=runtime.store, me=runtime.settings.fhs_id, fid=fid,
-                                                  principal=me)
+    return await federations_service.list_members(
+        store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=me
+    )
 
 
 @router.post("/federations/{fid}/members", status_code=201)
@@ -94,16 +101,18 @@ async def grant_member(fid: FedId, body: MemberGrant, runtime: RuntimeDep, me: C
 @router.delete("/federations/{fid}/members/{member_id}", status_code=204)
 async def revoke_member(fid: FedId, member_id: MemberId, runtime: RuntimeDep, me: CurrentMember) -> Response:
     """Revoke a membership (FedAdmin)."""
-    await federations_service.revoke_member(runtime=runtime, fid=fid, principal=me,
-                                            key=member_key_from_id(member_id))
+    await federations_service.revoke_member(
+        runtime=runtime, fid=fid, principal=me, key=member_key_from_id(member_id)
+    )
     return Response(status_code=204)
 
 
 @router.get("/federations/{fid}/attributes")
 async def list_attributes(fid: FedId, runtime: RuntimeDep, me: CurrentMember) -> list[AttributeRead]:
     """Attribute definitions."""
-    found = await federations_service.list_attributes(store=runtime.store, me=runtime.settings.fhs_id, fid=fid,
-                                                      principal=me)
+    found = await federations_service.list_attributes(
+        store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=me
+    )
     return [AttributeRead.model_validate(a) for a in found]
 
 
@@ -117,7 +126,9 @@ async def define_attribute(
 
 
 @router.delete("/federations/{fid}/attributes/{name}", status_code=204)
-async def delete_attribute(fid: FedId, name: AttributeName, runtime: RuntimeDep, me: CurrentMember) -> Response:
+async def delete_attribute(
+    fid: FedId, name: AttributeName, runtime: RuntimeDep, me: CurrentMember
+) -> Response:
     """Delete an attribute and its grants (FedAdmin)."""
     await federations_service.delete_attribute(runtime=runtime, fid=fid, principal=me, name=name)
     return Response(status_code=204)
@@ -128,8 +139,9 @@ async def grant_attribute(
     fid: FedId, member_id: MemberId, name: AttributeName, runtime: RuntimeDep, me: CurrentMember
 ) -> MemberRead:
     """Grant an attribute to a member (FedAdmin)."""
-    return await federations_service.grant_attribute(runtime=runtime, fid=fid, principal=me,
-                                                     key=member_key_from_id(member_id), name=name)
+    return await federations_service.grant_attribute(
+        runtime=runtime, fid=fid, principal=me, key=member_key_from_id(member_id), name=name
+    )
 
 
 @router.delete("/federations/{fid}/members/{member_id}/attributes/{name}")
@@ -137,30 +149,38 @@ async def revoke_attribute(
     fid: FedId, member_id: MemberId, name: AttributeName, runtime: RuntimeDep, me: CurrentMember
 ) -> MemberRead:
     """Revoke an attribute from a member (FedAdmin)."""
-    return await federations_service.revoke_attribute(runtime=runtime, fid=fid, principal=me,
-                                                      key=member_key_from_id(member_id), name=name)
+    return await federations_service.revoke_attribute(
+        runtime=runtime, fid=fid, principal=me, key=member_key_from_id(member_id), name=name
+    )
 
 
 @router.post("/federations/{fid}/services", status_code=201)
-async def register_service(fid: FedId, body: ServiceCreate, runtime: RuntimeDep, me: CurrentMember) -> ServiceRead:
+async def register_service(
+    fid: FedId, body: ServiceCreate, runtime: RuntimeDep, me: CurrentMember
+) -> ServiceRead:
     """Register a service (ServiceOwner); the response carries its encoded id."""
     return await registry_service.register(runtime=runtime, fid=fid, principal=me, body=body)
 
 
 @router.get("/federations/{fid}/services")
 async def discover_services(
-    fid: FedId, runtime: RuntimeDep, me: CurrentMember, type: Annotated[str | None, Query(max_length=64)] = None
+    fid: FedId,
+    runtime: RuntimeDep,
+    me: CurrentMember,
+    type: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[ServiceRead]:
     """Services the caller may discover, in every participating domain (filtered by discovery policies)."""
-    return await registry_service.discover(store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=me,
-                                           service_type=type)
+    return await registry_service.discover(
+        store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=me, service_type=type
+    )
 
 
 @router.get("/federations/{fid}/services/{sid}")
 async def get_service(fid: FedId, sid: ServiceId, runtime: RuntimeDep, me: CurrentMember) -> ServiceRead:
     """One service the caller may discover."""
-    return await registry_service.get(store=runtime.store, me=runtime.settings.fhs_id, fid=fid, sid=sid,
-                                      principal=me)
+    return await registry_service.get(
+        store=runtime.store, me=runtime.settings.fhs_id, fid=fid, sid=sid, principal=me
+    )
 
 
 @router.patch("/federations/{fid}/services/{sid}")
@@ -184,19 +204,32 @@ async def invoke_service(
     """Invoke a service through the FHS: access policy checked by the owning FHS, call proxied."""
     request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
     result = await invocation_service.invoke(
-        runtime=runtime, fid=fid, sid=sid, principal=me, method=request.method, sub_path=path,
-        query=request.url.query, headers=request.headers.raw, body=request.stream(), request_id=request_id)
+        runtime=runtime,
+        fid=fid,
+        sid=sid,
+        principal=me,
+        method=request.method,
+        sub_path=path,
+        query=request.url.query,
+        headers=request.headers.raw,
+        body=request.stream(),
+        request_id=request_id,
+    )
     return proxied_response(result)
 
 
 @router.get("/federations/{fid}/audit")
 async def read_audit(
-    fid: FedId, runtime: RuntimeDep, me: CurrentMember,
-    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    fid: FedId,
+    runtime: RuntimeDep,
+    me: CurrentMember,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryRead]:
     """This FHS's audit log of the federation (FedAdmin)."""
-    entries = await federations_service.read_audit(store=runtime.store, me=runtime.settings.fhs_id, fid=fid,
-                                                   principal=me, after=after, limit=limit)
+    entries = await federations_service.read_audit(
+        store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=me, after=after, limit=limit
+    )
     return [AuditEntryRead.model_validate(e) for e in entries]
 
 
@@ -207,5 +240,10 @@ async def monitoring(fid: FedId, runtime: RuntimeDep, me: CurrentMember) -> dict
 
 
 for _method in INVOKE_METHODS:
-    router.add_api_route("/federations/{fid}/services/{sid}/invoke/{path:path}", invoke_service, methods=[_method],
-                         operation_id=f"invoke_service_{_method.lower()}", summary=f"Invoke a service ({_method})")
+    router.add_api_route(
+        "/federations/{fid}/services/{sid}/invoke/{path:path}",
+        invoke_service,
+        methods=[_method],
+        operation_id=f"invoke_service_{_method.lower()}",
+        summary=f"Invoke a service ({_method})",
+    )

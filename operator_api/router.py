@@ -87,7 +87,9 @@ async def revoke_fedadmin(member_id: MemberIdPath, store: StoreDep) -> Response:
 
 @router.get("/audit")
 async def audit(
-    store: StoreDep, after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    store: StoreDep,
+    after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditEntryRead]:
     """The operator audit log."""
     entries: list[dict[str, Any]] = await audit_service.read(store=store, fid=None, after=after, limit=limit)
@@ -103,8 +105,9 @@ async def list_peers(store: StoreDep) -> list[PeerRead]:
 @router.put("/peers/{fhs_id}")
 async def put_peer(fhs_id: PeerId, body: PeerCreate, runtime: RuntimeDep) -> PeerRead:
     """Peer with an FHS: pin its keys (inline, or fetched once and checked against fingerprints)."""
-    return await peers_service.put_peer(store=runtime.store, http=runtime.http, me=runtime.settings.fhs_id,
-                                        fhs_id=fhs_id, body=body)
+    return await peers_service.put_peer(
+        store=runtime.store, http=runtime.http, me=runtime.settings.fhs_id, fhs_id=fhs_id, body=body
+    )
 
 
 @router.delete("/peers/{fhs_id}", status_code=204)

@@ -26,9 +26,7 @@ class TensorWireError(ValueError):
     """Bytes are not an acceptable tensor (.npy) document, or an array cannot be sent; see the message."""
 
 
-def _check_array(
-    array: np.ndarray, *, max_bytes: int, allowed_dtypes: Collection[str], what: str
-) -> None:
+def _check_array(array: np.ndarray, *, max_bytes: int, allowed_dtypes: Collection[str], what: str) -> None:
     if array.dtype.name not in allowed_dtypes or array.dtype.fields is not None:
         raise TensorWireError(
             f"{what} dtype {array.dtype.name} is not allowed; allowed: {', '.join(sorted(allowed_dtypes))}"
@@ -96,7 +94,7 @@ def decode_array(
     expected = count * dtype.itemsize
     if expected > max_bytes:
         raise TensorWireError(f"tensor declares {expected} bytes of data; the limit is {max_bytes} bytes")
-    payload = raw[stream.tell():]
+    payload = raw[stream.tell() :]
     if len(payload) != expected:
         raise TensorWireError(
             f"tensor payload is {len(payload)} bytes but its header declares {expected} bytes "

@@ -68,7 +68,9 @@ def _fedadmins_after(state: FederationState, *, without: str) -> int:
 def _check_attributes_defined(state: FederationState, names: list[str]) -> None:
     unknown = sorted(set(names) - set(state.attributes))
     if unknown:
-        raise InvalidInput(f"attributes not defined in this federation: {', '.join(unknown)}; define them first")
+        raise InvalidInput(
+            f"attributes not defined in this federation: {', '.join(unknown)}; define them first"
+        )
 
 
 def delete_federation(state: FederationState, actor: Principal, args: dict[str, Any], via: str) -> Plan:
@@ -87,9 +89,16 @@ def grant_member(state: FederationState, actor: Principal, args: dict[str, Any],
     _check_attributes_defined(state, body.attributes)
     home = body.home_fhs or via
     if home not in state.participants:
-        raise InvalidInput(f"FHS {home!r} does not participate in this federation; add it as a participant first")
-    member = {"key": key, "issuer": body.issuer, "subject": body.subject, "home_fhs": home,
-              "attributes": sorted(set(body.attributes))}
+        raise InvalidInput(
+            f"FHS {home!r} does not participate in this federation; add it as a participant first"
+        )
+    member = {
+        "key": key,
+        "issuer": body.issuer,
+        "subject": body.subject,
+        "home_fhs": home,
+        "attributes": sorted(set(body.attributes)),
+    }
     return "member.granted", {"member": member}, member_id(key)
 
 

@@ -23,16 +23,29 @@ if TYPE_CHECKING:
 def to_read(state: FederationState, principal: Principal) -> FederationRead:
     """The federation as ``principal`` sees it."""
     fed = state.federation
-    return FederationRead(id=fed["id"], name=fed["name"], description=fed["description"], home_fhs=state.home,
-                          created_by=fed["created_by"], created_at=fed["created_at"],
-                          my_attributes=sorted(state.attributes_of(principal.key)), participants=state.participants)
+    return FederationRead(
+        id=fed["id"],
+        name=fed["name"],
+        description=fed["description"],
+        home_fhs=state.home,
+        created_by=fed["created_by"],
+        created_at=fed["created_at"],
+        my_attributes=sorted(state.attributes_of(principal.key)),
+        participants=state.participants,
+    )
 
 
 def member_to_read(member: dict[str, Any]) -> MemberRead:
     """A stored member as returned by the API."""
-    return MemberRead(id=member_id(member["key"]), issuer=member["issuer"], subject=member["subject"],
-                      home_fhs=member["home_fhs"], attributes=member["attributes"],
-                      granted_by=member["granted_by"], granted_at=member["granted_at"])
+    return MemberRead(
+        id=member_id(member["key"]),
+        issuer=member["issuer"],
+        subject=member["subject"],
+        home_fhs=member["home_fhs"],
+        attributes=member["attributes"],
+        granted_by=member["granted_by"],
+        granted_at=member["granted_at"],
+    )
 
 
 async def member_state(*, store: Store, fid: str, principal: Principal, me: str) -> FederationState:
@@ -49,10 +62,23 @@ async def create(*, runtime: Runtime, principal: Principal, body: FederationCrea
         raise Forbidden("the operator of this FHS has not granted you the capability to create federations")
     fid = new_federation_id()
     creator = {"key": principal.key, "issuer": principal.issuer, "subject": principal.subject, "home_fhs": me}
-    federation = {"id": fid, "name": body.name, "description": body.description, "home_fhs": me,
-                  "participants": [me], "created_by": principal.key, "created_at": now_iso()}
-    event = make_event(type="federation.created", fid=fid, seq=1, origin=me, actor=principal.key,
-                       data={"federation": federation, "creator": creator})
+    federation = {
+        "id": fid,
+        "name": body.name,
+        "description": body.description,
+        "home_fhs": me,
+        "participants": [me],
+        "created_by": principal.key,
+        "created_at": now_iso(),
+    }
+    event = make_event(
+        type="federation.created",
+        fid=fid,
+        seq=1,
+        origin=me,
+        actor=principal.key,
+        data={"federation": federation, "creator": creator},
+    )
     await commit_event(store=store, state=None, event=event)
     return to_read(await load_state(store=store, fid=fid), principal)
 
@@ -108,8 +134,9 @@ async def delete(*, runtime: Runtime, fid: str, principal: Principal) -> None:
 
 async def grant_member(*, runtime: Runtime, fid: str, principal: Principal, body: MemberGrant) -> MemberRead:
     """Grant membership (and optionally attributes) to an identity (FedAdmin)."""
-    await run_command(runtime=runtime, fid=fid, principal=principal, name="member.grant",
-                      args=body.model_dump())
+    await run_command(
+        runtime=runtime, fid=fid, principal=principal, name="member.grant", args=body.model_dump()
+    )
     return await _member(runtime, fid, f"{body.issuer}#{body.subject}")
 
 
@@ -118,33 +145,49 @@ async def revoke_member(*, runtime: Runtime, fid: str, principal: Principal, key
     await run_command(runtime=runtime, fid=fid, principal=principal, name="member.revoke", args={"key": key})
 
 
-async def define_attribute(*, runtime: Runtime, fid: str, principal: Principal, body: AttributeCreate) -> None:
+async def define_attribute(
+    *, runtime: Runtime, fid: str, principal: Principal, body: AttributeCreate
+) -> None:
     """Define a new attribute (FedAdmin)."""
-    await run_command(runtime=runtime, fid=fid, principal=principal, name="attribute.define",
-                      args=body.model_dump())
+    await run_command(
+        runtime=runtime, fid=fid, principal=principal, name="attribute.define", args=body.model_dump()
+    )
 
 
 async def delete_attribute(*, runtime: Runtime, fid: str, principal: Principal, name: str) -> None:
     """Delete an attribute definition and its grants (FedAdmin)."""
-    await run_command(runtime=runtime, fid=fid, principal=principal, name="attribute.delete", args={"name": name})
+    await run_command(
+        runtime=runtime, fid=fid, principal=principal, name="attribute.delete", args={"name": name}
+    )
 
 
-async def grant_attribute(*, runtime: Runtime, fid: str, principal: Principal, key: str, name: str) -> MemberRead:
+async def grant_attribute(
+    *, runtime: Runtime, fid: str, principal: Principal, key: str, name: str
+) -> MemberRead:
     """Grant an attribute to a member (FedAdmin)."""
-    await run_command(runtime=runtime, fid=fid, principal=principal, name="attribute.grant",
-                      args={"key": key, "name": name})
+    await run_command(
+        runtime=runtime, fid=fid, principal=principal, name="attribute.grant", args={"key": key, "name": name}
+    )
     return await _member(runtime, fid, key)
 
 
-async def revoke_attribute(*, runtime: Runtime, fid: str, principal: Principal, key: str, name: str) -> MemberRead:
+async def revoke_attribute(
+    *, runtime: Runtime, fid: str, principal: Principal, key: str, name: str
+) -> MemberRead:
     """Revoke an attribute from a member (FedAdmin)."""
-    await run_command(runtime=runtime, fid=fid, principal=principal, name="attribute.revoke",
-                      args={"key": key, "name": name})
+    await run_command(
+        runtime=runtime,
+        fid=fid,
+        principal=principal,
+        name="attribute.revoke",
+        args={"key": key, "name": name},
+    )
     return await _member(runtime, fid, key)
 
 
 async def add_participant(*, runtime: Runtime, fid: str, principal: Principal, fhs_id: str) -> FederationRead:
     """Bring a peer FHS into the federation (FedAdmin); it receives the federation's events from then on."""
-    await run_command(runtime=runtime, fid=fid, principal=principal, name="participant.add",
-                      args={"fhs_id": fhs_id})
+    await run_command(
+        runtime=runtime, fid=fid, principal=principal, name="participant.add", args={"fhs_id": fhs_id}
+    )
     return await get(store=runtime.store, me=runtime.settings.fhs_id, fid=fid, principal=principal)

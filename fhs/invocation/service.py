@@ -28,34 +28,75 @@ RESPONSE_HEADERS_FROM_PEER = {"content-type", "content-encoding", "cache-control
 
 
 async def _audited(
-    runtime: Runtime, fid: str, sid: str, principal: Principal, via: str, call: ProxiedResponse | FHSError,
+    runtime: Runtime,
+    fid: str,
+    sid: str,
+    principal: Principal,
+    via: str,
+    call: ProxiedResponse | FHSError,
     started: float,
 ) -> None:
     status = call.status_code
-    await audit_service.record(store=runtime.store, fid=fid, entries=[audit_service.entry(
-        actor=principal.key, action="invoke.completed", target=sid, decision="allow" if status < 400 else "deny",
-        details={"status": status, "latency_ms": round((time.perf_counter() - started) * 1000, 3), "via": via})])
+    await audit_service.record(
+        store=runtime.store,
+        fid=fid,
+        entries=[
+            audit_service.entry(
+                actor=principal.key,
+                action="invoke.completed",
+                target=sid,
+                decision="allow" if status < 400 else "deny",
+                details={
+                    "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "via": via,
+                },
+            )
+        ],
+    )
 
 
 async def invoke_here(
-    *, runtime: Runtime, fid: str, sid: str, principal: Principal, via: str, method: str, sub_path: str,
-    query: str, headers: Headers, body: AsyncIterable[bytes] | bytes, request_id: str,
+    *,
+    runtime: Runtime,
+    fid: str,
+    sid: str,
+    principal: Principal,
+    via: str,
+    method: str,
+    sub_path: str,
+    query: str,
+    headers: Headers,
+    body: AsyncIterable[bytes] | bytes,
+    request_id: str,
 ) -> ProxiedResponse:
     """Invoke a service owned through this FHS for a member of FHS ``via`` (this one or a peer)."""
     started = time.perf_counter()
     service, member, endpoint = await registry_service.authorize_invoke(
-        store=runtime.store, fid=fid, sid=sid, principal=principal, via=via)
+        store=runtime.store, fid=fid, sid=sid, principal=principal, via=via
+    )
     settings = runtime.settings
-    token = InvocationToken(federation=fid, service_id=sid, member_issuer=member.issuer,
-                            member_subject=member.subject, attributes=tuple(sorted(member.attributes)),
-                            ).mint(keyring=runtime.keyring, issuer=settings.public_url,
-                                   ttl_s=settings.invocation_token_ttl_s)
+    token = InvocationToken(
+        federation=fid,
+        service_id=sid,
+        member_issuer=member.issuer,
+        member_subject=member.subject,
+        attributes=tuple(sorted(member.attributes)),
+    ).mint(keyring=runtime.keyring, issuer=settings.public_url, ttl_s=settings.invocation_token_ttl_s)
     try:
         result = await forward(
-            client=runtime.proxy_http, method=method, endpoint=endpoint, sub_path=sub_path, query=query,
-            headers=headers, body=body, extra_headers={"Authorization": f"Bearer {token}", "X-Request-Id": request_id},
-            allowlist=settings.proxy_allowlist, timeout_s=settings.proxy_timeout_s,
-            max_body_bytes=settings.proxy_max_body_bytes)
+            client=runtime.proxy_http,
+            method=method,
+            endpoint=endpoint,
+            sub_path=sub_path,
+            query=query,
+            headers=headers,
+            body=body,
+            extra_headers={"Authorization": f"Bearer {token}", "X-Request-Id": request_id},
+            allowlist=settings.proxy_allowlist,
+            timeout_s=settings.proxy_timeout_s,
+            max_body_bytes=settings.proxy_max_body_bytes,
+        )
     except FHSError as exc:
         await _audited(runtime, fid, sid, principal, via, exc, started)
         raise
@@ -64,8 +105,17 @@ async def invoke_here(
 
 
 async def invoke(
-    *, runtime: Runtime, fid: str, sid: str, principal: Principal, method: str, sub_path: str, query: str,
-    headers: Headers, body: AsyncIterable[bytes] | bytes, request_id: str,
+    *,
+    runtime: Runtime,
+    fid: str,
+    sid: str,
+    principal: Principal,
+    method: str,
+    sub_path: str,
+    query: str,
+    headers: Headers,
+    body: AsyncIterable[bytes] | bytes,
+    request_id: str,
 ) -> ProxiedResponse:
     """Invoke service ``sid`` of federation ``fid`` as ``principal``, here or through the owning peer FHS."""
     me = runtime.settings.fhs_id
@@ -75,13 +125,32 @@ async def invoke(
     if service is None:
         raise NotFound("no such service")
     if service["fhs"] == me:
-        return await invoke_here(runtime=runtime, fid=fid, sid=sid, principal=principal, via=me, method=method,
-                                 sub_path=sub_path, query=query, headers=headers, body=body, request_id=request_id)
+        return await invoke_here(
+            runtime=runtime,
+            fid=fid,
+            sid=sid,
+            principal=principal,
+            via=me,
+            method=method,
+            sub_path=sub_path,
+            query=query,
+            headers=headers,
+            body=body,
+            request_id=request_id,
+        )
     content = await read_body(body, runtime.settings.proxy_max_body_bytes)
     kept = [*strip_caller_headers(header_pairs(headers)), ("X-Request-Id", request_id)]
     kept = [(n, v) for n, v in kept if n.lower() not in {"host", "content-length"}]
-    response = await runtime.peers.forward_invoke(peer_id=service["fhs"], fid=fid, sid=sid, actor=principal,
-                                                  method=method, sub_path=sub_path, query=query, headers=kept,
-                                                  body=content)
+    response = await runtime.peers.forward_invoke(
+        peer_id=service["fhs"],
+        fid=fid,
+        sid=sid,
+        actor=principal,
+        method=method,
+        sub_path=sub_path,
+        query=query,
+        headers=kept,
+        body=content,
+    )
     out = [(n, v) for n, v in response.headers.multi_items() if n.lower() in RESPONSE_HEADERS_FROM_PEER]
     return ProxiedResponse(status_code=response.status_code, headers=out, body=response.content)

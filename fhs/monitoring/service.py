@@ -1,4 +1,4 @@
-"""Federation counters (invocations, denials, latency) derived from the audit log, and the federation-wide view
+"""Federation counters (invocations, denials, latency) derived from the audit log, and the federation view
 a FedAdmin gets by collating every participating FHS over the FHS-FHS API."""
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ async def local_counters(*, store: Store, me: str, fid: str) -> dict[str, Any]:
     latency: dict[str, float] = {}
     if latencies:
         ordered = sorted(latencies)
-        latency = {"p50_ms": statistics.median(ordered), "p99_ms": ordered[min(len(ordered) - 1,
-                                                                                int(0.99 * len(ordered)))]}
+        latency = {
+            "p50_ms": statistics.median(ordered),
+            "p99_ms": ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
+        }
     return {"fhs": me, **counts, "latency": latency}
 
 
 async def federation_view(*, runtime: Runtime, fid: str, principal: Principal) -> dict[str, Any]:
-    """Counters of every participating FHS for a FedAdmin (a peer that does not answer is reported as such)."""
+    """Counters of every participating FHS for a FedAdmin (a peer that does not answer is reported so)."""
     me = runtime.settings.fhs_id
     state = await load_state(store=runtime.store, fid=fid)
     require_attribute(state, principal, "FedAdmin", me)
@@ -59,6 +61,8 @@ async def federation_view(*, runtime: Runtime, fid: str, principal: Principal) -
             per_fhs.append(await runtime.peers.fetch_monitoring(peer_id=peer, fid=fid))
         except FHSError as exc:
             per_fhs.append({"fhs": peer, "error": exc.message})
-    totals = {key: sum(int(p.get(key, 0)) for p in per_fhs)
-              for key in ("invocations", "invoke_denials", "discover_decisions", "upstream_errors")}
+    totals = {
+        key: sum(int(p.get(key, 0)) for p in per_fhs)
+        for key in ("invocations", "invoke_denials", "discover_decisions", "upstream_errors")
+    }
     return {"federation": fid, "totals": totals, "per_fhs": per_fhs}

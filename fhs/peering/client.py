@@ -41,23 +41,42 @@ class PeerClient:
     """Calls the FHS-FHS API of peers (base URL from the pinned peer document)."""
 
     def __init__(
-        self, *, store: Store, http: httpx.AsyncClient, me: str, keyring: Callable[[], FHSKeyring],
+        self,
+        *,
+        store: Store,
+        http: httpx.AsyncClient,
+        me: str,
+        keyring: Callable[[], FHSKeyring],
         timeout_s: float,
     ) -> None:
-        self._store, self._http, self._me, self._keyring, self._timeout_s = store, http, me, keyring, timeout_s
+        self._store, self._http, self._me, self._keyring, self._timeout_s = (
+            store,
+            http,
+            me,
+            keyring,
+            timeout_s,
+        )
 
     async def request(
-        self, peer_id: str, method: str, path: str, *, body: bytes = b"", headers: list[tuple[str, str]] | None = None,
+        self,
+        peer_id: str,
+        method: str,
+        path: str,
+        *,
+        body: bytes = b"",
+        headers: list[tuple[str, str]] | None = None,
         claims: dict[str, Any] | None = None,
     ) -> httpx.Response:
         """Send one signed request to a peer; transport failures become 502/504 naming the peer."""
         peer = await peers_service.get_peer(store=self._store, fhs_id=peer_id)
-        token = sign_request(self._keyring(), me=self._me, peer=peer_id, method=method, path=path, body=body,
-                             extra=claims)
+        token = sign_request(
+            self._keyring(), me=self._me, peer=peer_id, method=method, path=path, body=body, extra=claims
+        )
         out = [*(headers or []), (ASSERTION_HEADER, token)]
         try:
-            return await self._http.request(method, peer["base_url"] + path, content=body, headers=out,
-                                            timeout=self._timeout_s)
+            return await self._http.request(
+                method, peer["base_url"] + path, content=body, headers=out, timeout=self._timeout_s
+            )
         except httpx.TimeoutException:
             raise UpstreamTimeout(f"peer FHS {peer_id} did not answer in time") from None
         except httpx.HTTPError as exc:
@@ -78,8 +97,12 @@ class PeerClient:
         self, *, peer_id: str, fid: str, actor: Principal, name: str, args: dict[str, Any]
     ) -> int:
         """Have the federation's home run a member's command; returns the committed event's sequence."""
-        result = await self._json(peer_id, "POST", f"/fhs/v1/federations/{fid}/commands", {
-            "name": name, "args": args, "actor": {"issuer": actor.issuer, "subject": actor.subject}})
+        result = await self._json(
+            peer_id,
+            "POST",
+            f"/fhs/v1/federations/{fid}/commands",
+            {"name": name, "args": args, "actor": {"issuer": actor.issuer, "subject": actor.subject}},
+        )
         return int(result["seq"])
 
     async def push_events(self, *, peer_id: str, fid: str, events: list[str]) -> int:
@@ -102,13 +125,28 @@ class PeerClient:
         return result
 
     async def forward_invoke(
-        self, *, peer_id: str, fid: str, sid: str, actor: Principal, method: str, sub_path: str, query: str,
-        headers: list[tuple[str, str]], body: bytes,
+        self,
+        *,
+        peer_id: str,
+        fid: str,
+        sid: str,
+        actor: Principal,
+        method: str,
+        sub_path: str,
+        query: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
     ) -> httpx.Response:
         """Forward a member's invocation to the FHS that owns the service, asserting who the member is."""
         path = f"/fhs/v1/federations/{fid}/services/{sid}/invoke/{sub_path}" + (f"?{query}" if query else "")
-        response = await self.request(peer_id, method, path, body=body, headers=headers, claims={
-            "federation": fid, "member": {"iss": actor.issuer, "sub": actor.subject}})
+        response = await self.request(
+            peer_id,
+            method,
+            path,
+            body=body,
+            headers=headers,
+            claims={"federation": fid, "member": {"iss": actor.issuer, "sub": actor.subject}},
+        )
         if response.status_code >= 400 and response.headers.get("x-fhs-error") == "1":
             raise _peer_error(peer_id, response)
         return response

@@ -37,24 +37,54 @@ def body_digest(body: bytes) -> str:
 
 
 def sign_request(
-    keyring: FHSKeyring, *, me: str, peer: str, method: str, path: str, body: bytes,
+    keyring: FHSKeyring,
+    *,
+    me: str,
+    peer: str,
+    method: str,
+    path: str,
+    body: bytes,
     extra: Mapping[str, Any] | None = None,
 ) -> str:
     """An assertion for one request from ``me`` to ``peer``."""
     now = int(time.time())
-    claims = {"iss": me, "aud": peer, "iat": now, "exp": now + REQUEST_TTL_S, "jti": secrets.token_urlsafe(18),
-              "htm": method.upper(), "htu": path, "bd": body_digest(body), **(extra or {})}
+    claims = {
+        "iss": me,
+        "aud": peer,
+        "iat": now,
+        "exp": now + REQUEST_TTL_S,
+        "jti": secrets.token_urlsafe(18),
+        "htm": method.upper(),
+        "htu": path,
+        "bd": body_digest(body),
+        **(extra or {}),
+    }
     return keyring.sign(claims, typ=REQUEST_TYP)
 
 
 def verify_request(
-    token: str, *, jwks: Mapping[str, Any], peer: str, me: str, method: str, path: str, body: bytes,
+    token: str,
+    *,
+    jwks: Mapping[str, Any],
+    peer: str,
+    me: str,
+    method: str,
+    path: str,
+    body: bytes,
     leeway: float,
 ) -> dict[str, Any]:
     """The claims of a request assertion from ``peer``, checked against the request it came with."""
-    claims = verify_pinned_jwt(token, jwks=jwks, typ=REQUEST_TYP, issuer=peer, audience=me, leeway=leeway,
-                               max_lifetime_s=REQUEST_TTL_S * 2, required=("exp", "iat", "iss", "aud", "jti"),
-                               what="peer assertion")
+    claims = verify_pinned_jwt(
+        token,
+        jwks=jwks,
+        typ=REQUEST_TYP,
+        issuer=peer,
+        audience=me,
+        leeway=leeway,
+        max_lifetime_s=REQUEST_TTL_S * 2,
+        required=("exp", "iat", "iss", "aud", "jti"),
+        what="peer assertion",
+    )
     if claims.get("htm") != method.upper() or claims.get("htu") != path:
         raise Unauthenticated("peer assertion was made for another request")
     if claims.get("bd") != body_digest(body):
@@ -69,8 +99,17 @@ def sign_event(keyring: FHSKeyring, *, me: str, event: Mapping[str, Any]) -> str
 
 def verify_event(token: str, *, jwks: Mapping[str, Any], origin: str) -> dict[str, Any]:
     """A federation event signed by ``origin`` (the federation's home)."""
-    claims = verify_pinned_jwt(token, jwks=jwks, typ=EVENT_TYP, issuer=origin, audience=None, leeway=0,
-                               max_lifetime_s=None, required=("iss", "evt"), what="federation event")
+    claims = verify_pinned_jwt(
+        token,
+        jwks=jwks,
+        typ=EVENT_TYP,
+        issuer=origin,
+        audience=None,
+        leeway=0,
+        max_lifetime_s=None,
+        required=("iss", "evt"),
+        what="federation event",
+    )
     event = claims["evt"]
     if not isinstance(event, dict) or event.get("origin") != origin:
         raise Unauthenticated("federation event does not come from its signer")
@@ -80,14 +119,30 @@ def verify_event(token: str, *, jwks: Mapping[str, Any], origin: str) -> dict[st
 def sign_keys(keyring: FHSKeyring, *, me: str) -> str:
     """This FHS's current JWKS, signed with its current key."""
     now = int(time.time())
-    return keyring.sign({"iss": me, "iat": now, "exp": now + KEYS_TTL_S, "jti": secrets.token_urlsafe(12),
-                         "jwks": keyring.jwks()}, typ=KEYS_TYP)
+    return keyring.sign(
+        {
+            "iss": me,
+            "iat": now,
+            "exp": now + KEYS_TTL_S,
+            "jti": secrets.token_urlsafe(12),
+            "jwks": keyring.jwks(),
+        },
+        typ=KEYS_TYP,
+    )
 
 
 def verify_keys(token: str, *, jwks: Mapping[str, Any], peer: str, leeway: float) -> dict[str, Any]:
     """A peer's new JWKS, accepted only when signed by a key already pinned for that peer."""
-    claims = verify_pinned_jwt(token, jwks=jwks, typ=KEYS_TYP, issuer=peer, audience=None, leeway=leeway,
-                               max_lifetime_s=KEYS_TTL_S * 2, what="peer key set")
+    claims = verify_pinned_jwt(
+        token,
+        jwks=jwks,
+        typ=KEYS_TYP,
+        issuer=peer,
+        audience=None,
+        leeway=leeway,
+        max_lifetime_s=KEYS_TTL_S * 2,
+        what="peer key set",
+    )
     new = claims.get("jwks")
     if not isinstance(new, dict) or not isinstance(new.get("keys"), list) or not new["keys"]:
         raise Unauthenticated("peer key set is empty or malformed")

@@ -18,6 +18,17 @@ def outbox_key(fid: str, peer: str) -> str:
 
 def outbox_cursor(fid: str, peer: str) -> Put:
     """The store operation creating a fresh cursor when a participant joins."""
-    return Put(OUTBOX, outbox_key(fid, peer), {"fid": fid, "peer": peer, "acked": 0, "failures": 0,
-                                                "next_try": 0.0, "last_ok": None, "last_error": None},
-               if_absent=True)
+    return Put(
+        OUTBOX,
+        outbox_key(fid, peer),
+        {
+            "fid": fid,
+            "peer": peer,
+            "acked": 0,
+            "failures": 0,
+            "next_try": 0.0,
+            "last_ok": None,
+            "last_error": None,
+        },
+        if_absent=True,
+    )

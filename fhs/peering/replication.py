@@ -67,7 +67,7 @@ class Replication:
                 await self.sync_once()
             except Exception:  # the loop must survive anything; the next round retries
                 log.exception("replication round failed")
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races the wake-up
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation racing the wake-up
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(interval):
                     await self._wake.wait()
@@ -97,8 +97,11 @@ class Replication:
 
     async def _purge_seen_assertions(self) -> None:
         now = time.time()
-        expired = [Delete(server.SEEN_ASSERTIONS, d.key) for d in await self._runtime.store.list(server.SEEN_ASSERTIONS)
-                   if float(d.value.get("exp", 0)) + 120 < now]
+        expired = [
+            Delete(server.SEEN_ASSERTIONS, d.key)
+            for d in await self._runtime.store.list(server.SEEN_ASSERTIONS)
+            if float(d.value.get("exp", 0)) + 120 < now
+        ]
         if expired:
             await self._runtime.store.write(expired)
 
@@ -120,11 +123,19 @@ class Replication:
             seq = await runtime.peers.push_events(peer_id=peer, fid=fid, events=tokens)
         except FHSError as exc:
             failures = int(cursor["failures"]) + 1
-            update = {"failures": failures, "last_error": exc.message[:300],
-                      "next_try": time.time() + min(MAX_BACKOFF_S, 0.25 * 2**failures)}
+            update = {
+                "failures": failures,
+                "last_error": exc.message[:300],
+                "next_try": time.time() + min(MAX_BACKOFF_S, 0.25 * 2**failures),
+            }
         else:
-            update = {"acked": max(acked, seq), "failures": 0, "next_try": 0.0, "last_ok": now_iso(),
-                      "last_error": None}
+            update = {
+                "acked": max(acked, seq),
+                "failures": 0,
+                "next_try": 0.0,
+                "last_ok": now_iso(),
+                "last_error": None,
+            }
         current = await store.get(OUTBOX, outbox_key(fid, peer))
         if current is not None:
             merged = {**current.value, **update}
@@ -155,8 +166,19 @@ class Replication:
                 if await server.receive_events(runtime, peer_id=home, fid=fid, tokens=tokens) <= local:
                     break
         except FHSError as exc:
-            await store.write([Put(PULLS, fid, {"home": home, "last_ok": await self._last_pull_ok(fid),
-                                                "last_error": exc.message[:300]})])
+            await store.write(
+                [
+                    Put(
+                        PULLS,
+                        fid,
+                        {
+                            "home": home,
+                            "last_ok": await self._last_pull_ok(fid),
+                            "last_error": exc.message[:300],
+                        },
+                    )
+                ]
+            )
             raise
         await store.write([Put(PULLS, fid, {"home": home, "last_ok": now_iso(), "last_error": None})])
 
@@ -175,15 +197,37 @@ class Replication:
         for fid in fids:
             seq = await store.log_length(events_log(fid))
             state = await server.state_or_none(self._runtime, fid)
-            links = [LinkStatus(peer=c["peer"], direction="push", acked_seq=int(c["acked"]),
-                                pending=max(0, seq - int(c["acked"])), last_ok=c["last_ok"],
-                                last_error=c["last_error"]) for c in sorted(cursors.get(fid, []), key=lambda c: c["peer"])]
+            links = [
+                LinkStatus(
+                    peer=c["peer"],
+                    direction="push",
+                    acked_seq=int(c["acked"]),
+                    pending=max(0, seq - int(c["acked"])),
+                    last_ok=c["last_ok"],
+                    last_error=c["last_error"],
+                )
+                for c in sorted(cursors.get(fid, []), key=lambda c: c["peer"])
+            ]
             home = state.home if state else me
             if state is not None and home != me:
                 pull = await store.get(PULLS, fid)
-                links.append(LinkStatus(peer=home, direction="pull", acked_seq=seq, pending=0,
-                                        last_ok=pull.value["last_ok"] if pull else None,
-                                        last_error=pull.value["last_error"] if pull else None))
-            result.append(FederationSync(federation=fid, home=home, seq=seq,
-                                         state_hash=state.state_hash() if state else None, links=links))
+                links.append(
+                    LinkStatus(
+                        peer=home,
+                        direction="pull",
+                        acked_seq=seq,
+                        pending=0,
+                        last_ok=pull.value["last_ok"] if pull else None,
+                        last_error=pull.value["last_error"] if pull else None,
+                    )
+                )
+            result.append(
+                FederationSync(
+                    federation=fid,
+                    home=home,
+                    seq=seq,
+                    state_hash=state.state_hash() if state else None,
+                    links=links,
+                )
+            )
         return result

@@ -25,17 +25,29 @@ ServiceId = Annotated[str, Path(max_length=300)]
 MAX_PEER_BODY = 32 * 1024 * 1024
 
 
-async def _peer(runtime: Runtime, request: Request, action: str, fid: str | None) -> tuple[str, dict[str, Any], bytes]:
+async def _peer(
+    runtime: Runtime, request: Request, action: str, fid: str | None
+) -> tuple[str, dict[str, Any], bytes]:
     body = await request.body()
     if len(body) > MAX_PEER_BODY:
         raise InvalidInput("request body too large")
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
-        peer, claims = await server.authenticate_peer(runtime, assertion=request.headers.get(ASSERTION_HEADER),
-                                                      method=request.method, path=path, body=body)
+        peer, claims = await server.authenticate_peer(
+            runtime,
+            assertion=request.headers.get(ASSERTION_HEADER),
+            method=request.method,
+            path=path,
+            body=body,
+        )
     except FHSError as exc:
-        claimed = "unknown"
-        await server.record_refusal(runtime, fid=fid, peer=claimed, action=action, reason=exc.message)
+        await server.record_refusal(
+            runtime,
+            fid=fid,
+            peer=server.claimed_sender(request.headers.get(ASSERTION_HEADER)),
+            action=action,
+            reason=exc.message,
+        )
         raise
     return peer, claims, body
 
@@ -61,9 +73,14 @@ async def push_events(fid: FedId, request: Request, runtime: RuntimeDep) -> dict
     try:
         batch = EventBatch.model_validate_json(body)
     except ValidationError:
-        raise InvalidInput("expected {\"events\": [signed event, ...]}") from None
-    seq = await _audited(runtime, peer, fid, "events.push",
-                         server.receive_events(runtime, peer_id=peer, fid=fid, tokens=batch.events))
+        raise InvalidInput('expected {"events": [signed event, ...]}') from None
+    seq = await _audited(
+        runtime,
+        peer,
+        fid,
+        "events.push",
+        server.receive_events(runtime, peer_id=peer, fid=fid, tokens=batch.events),
+    )
     return {"seq": seq}
 
 
@@ -73,8 +90,9 @@ async def pull_events(
 ) -> dict[str, list[str]]:
     """Signed events of a federation homed here, for a participant."""
     peer, _, _ = await _peer(runtime, request, "events.pull", fid)
-    events = await _audited(runtime, peer, fid, "events.pull",
-                            server.serve_events(runtime, peer_id=peer, fid=fid, after=after))
+    events = await _audited(
+        runtime, peer, fid, "events.pull", server.serve_events(runtime, peer_id=peer, fid=fid, after=after)
+    )
     return {"events": events}
 
 
@@ -85,7 +103,7 @@ async def command(fid: FedId, request: Request, runtime: RuntimeDep) -> dict[str
     try:
         forwarded = CommandForward.model_validate_json(body)
     except ValidationError:
-        raise InvalidInput("expected {\"name\", \"args\", \"actor\"}") from None
+        raise InvalidInput('expected {"name", "args", "actor"}') from None
     seq = await server.handle_command(runtime, peer_id=peer, fid=fid, body=forwarded)
     return {"seq": seq}
 
@@ -101,15 +119,35 @@ async def monitoring(fid: FedId, request: Request, runtime: RuntimeDep) -> dict[
 async def invoke(fid: FedId, sid: ServiceId, path: str, request: Request, runtime: RuntimeDep) -> Response:
     """A member of a peer FHS invokes a service owned here: the owner's policy is decided here."""
     peer, claims, body = await _peer(runtime, request, "invoke", fid)
-    principal = await _audited(runtime, peer, fid, "invoke",
-                               server.invocation_principal(runtime, peer_id=peer, fid=fid, claims=claims))
+    principal = await _audited(
+        runtime,
+        peer,
+        fid,
+        "invoke",
+        server.invocation_principal(runtime, peer_id=peer, fid=fid, claims=claims),
+    )
     request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
     result = await invocation_service.invoke_here(
-        runtime=runtime, fid=fid, sid=sid, principal=principal, via=peer, method=request.method, sub_path=path,
-        query=request.url.query, headers=request.headers.raw, body=body, request_id=request_id)
+        runtime=runtime,
+        fid=fid,
+        sid=sid,
+        principal=principal,
+        via=peer,
+        method=request.method,
+        sub_path=path,
+        query=request.url.query,
+        headers=request.headers.raw,
+        body=body,
+        request_id=request_id,
+    )
     return proxied_response(result)
 
 
 for _method in ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]:
-    router.add_api_route("/federations/{fid}/services/{sid}/invoke/{path:path}", invoke, methods=[_method],
-                         operation_id=f"peer_invoke_{_method.lower()}", summary=f"Forwarded invocation ({_method})")
+    router.add_api_route(
+        "/federations/{fid}/services/{sid}/invoke/{path:path}",
+        invoke,
+        methods=[_method],
+        operation_id=f"peer_invoke_{_method.lower()}",
+        summary=f"Forwarded invocation ({_method})",
+    )

@@ -23,7 +23,9 @@ class PeerCreate(FedBase):
     @model_validator(mode="after")
     def _one_source(self) -> PeerCreate:
         if (self.jwks is None) == (self.fingerprints is None):
-            raise ValueError("give exactly one of 'jwks' (the peer's keys) and 'fingerprints' (to fetch them)")
+            raise ValueError(
+                "give exactly one of 'jwks' (the peer's keys) and 'fingerprints' (to fetch them)"
+            )
         return self
 
 

@@ -12,6 +12,7 @@ import jwt
 from fhs.audit import service as audit_service
 from fhs.commands import commit_event, run_at_home
 from fhs.errors import Conflict, FHSError, Forbidden, NotFound, Unauthenticated
+from fhs.federations.events import now_iso
 from fhs.federations.state import FederationState, events_log, load_state
 from fhs.identity.pinned import UnknownSigningKey
 from fhs.identity.schemas import Principal
@@ -60,11 +61,26 @@ async def _with_key_refresh(runtime: Runtime, peer_id: str, verify: Any) -> Any:
 
 
 async def record_refusal(runtime: Runtime, *, fid: str | None, peer: str, action: str, reason: str) -> None:
-    """Audit a refused FHS-FHS message (in the federation's log when it exists here, else the operator's)."""
-    entry = audit_service.entry(actor=f"fhs:{peer[:64]}", action=action, target=fid or "-", decision="deny",
-                                details={"reason": reason[:300]})
-    known = fid is not None and await runtime.store.get("federations", fid) is not None
-    await audit_service.record(store=runtime.store, fid=fid if known else None, entries=[entry])
+    """Audit a refused FHS-FHS message in the operator's log (and the federation's, when it exists here)."""
+    entry = audit_service.entry(
+        actor=f"fhs:{peer[:64]}",
+        action=f"peer.{action}",
+        target=fid or "-",
+        decision="deny",
+        details={"reason": reason[:300]},
+    )
+    await audit_service.record(store=runtime.store, fid=None, entries=[entry])
+    if fid is not None and await state_or_none(runtime, fid) is not None:
+        await audit_service.record(store=runtime.store, fid=fid, entries=[entry])
+
+
+def claimed_sender(assertion: str | None) -> str:
+    """The unverified ``iss`` of an assertion, for audit entries only ("unknown" if unreadable)."""
+    try:
+        claimed = jwt.decode(assertion or "", options={"verify_signature": False}).get("iss")
+    except jwt.PyJWTError:
+        return "unknown"
+    return str(claimed)[:64] if claimed else "unknown"
 
 
 async def authenticate_peer(
@@ -73,19 +89,28 @@ async def authenticate_peer(
     """The peer that sent this request and its assertion's claims; Unauthenticated otherwise."""
     if not assertion:
         raise Unauthenticated("the FHS-FHS API needs an X-FHS-Assertion signed by a peer FHS")
-    try:
-        claimed = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
-    except jwt.PyJWTError:
-        raise Unauthenticated("malformed peer assertion") from None
-    if not isinstance(claimed, str) or not await peers_service.is_peer(store=runtime.store, fhs_id=claimed):
-        raise Unauthenticated(f"{str(claimed)[:64]!r} is not a peer of this FHS")
+    claimed = claimed_sender(assertion)
+    if not await peers_service.is_peer(store=runtime.store, fhs_id=claimed):
+        raise Unauthenticated(f"{claimed!r} is not a peer of this FHS")
     me = runtime.settings.fhs_id
-    claims: dict[str, Any] = await _with_key_refresh(runtime, claimed, lambda jwks: verify_request(
-        assertion, jwks=jwks, peer=claimed, me=me, method=method, path=path, body=body,
-        leeway=runtime.settings.clock_skew_s))
+    claims: dict[str, Any] = await _with_key_refresh(
+        runtime,
+        claimed,
+        lambda jwks: verify_request(
+            assertion,
+            jwks=jwks,
+            peer=claimed,
+            me=me,
+            method=method,
+            path=path,
+            body=body,
+            leeway=runtime.settings.clock_skew_s,
+        ),
+    )
     try:
-        await runtime.store.write([Put(SEEN_ASSERTIONS, f"{claimed}|{claims['jti']}",
-                                       {"exp": claims["exp"]}, if_absent=True)])
+        await runtime.store.write(
+            [Put(SEEN_ASSERTIONS, f"{claimed}|{claims['jti']}", {"exp": claims["exp"]}, if_absent=True)]
+        )
     except Conflict:
         raise Unauthenticated("peer assertion replayed (jti already used)") from None
     return claimed, claims
@@ -97,34 +122,45 @@ def _require_participant(state: FederationState, peer_id: str) -> None:
 
 
 async def receive_events(runtime: Runtime, *, peer_id: str, fid: str, tokens: list[str]) -> int:
-    """Verify and apply events pushed by a federation's home, in order and idempotently; return our sequence."""
+    """Verify and apply events from a federation's home, in order and idempotently; return our sequence."""
     store, me = runtime.store, runtime.settings.fhs_id
-    events = [await _with_key_refresh(runtime, peer_id, lambda jwks, t=t: verify_event(t, jwks=jwks, origin=peer_id))
-              for t in tokens]
+    events = [
+        await _with_key_refresh(
+            runtime, peer_id, lambda jwks, t=t: verify_event(t, jwks=jwks, origin=peer_id)
+        )
+        for t in tokens
+    ]
     if any(e.get("federation") != fid for e in events):
         raise Unauthenticated("an event in the batch belongs to another federation")
     for event in events:
-        local = await store.log_length(events_log(fid))
+        # The sequence comes from the same snapshot whose version guards the write: applying an event twice
+        # (a push racing a pull, two replicas) makes the second batch fail instead of appending it again.
+        state = await state_or_none(runtime, fid)
+        local = int(state.federation["seq"]) if state else await store.log_length(events_log(fid))
         seq = int(event.get("seq", 0))
         if seq <= local:
             continue  # duplicate or replay: already applied
         if seq > local + 1:
             break  # gap: the rest comes with the next pull
-        state = None if local == 0 else await state_or_none(runtime, fid)
         if local and state is None:
             break  # deleted here; nothing after the deletion applies
         if state is None:
             data = event.get("data", {})
-            if event.get("type") != "federation.created" or data.get("federation", {}).get("home_fhs") != peer_id:
+            if (
+                event.get("type") != "federation.created"
+                or data.get("federation", {}).get("home_fhs") != peer_id
+            ):
                 raise Unauthenticated("a federation's first event must be its creation by its home")
-            if not any(e.get("type") == "participant.added" and e.get("data", {}).get("fhs_id") == me for e in events):
+            if not any(
+                e.get("type") == "participant.added" and e.get("data", {}).get("fhs_id") == me for e in events
+            ):
                 raise Forbidden(f"{me} does not participate in federation {fid}")
         elif state.home != peer_id:
             raise Forbidden(f"{peer_id} is not the home of federation {fid}")
         try:
             await commit_event(store=store, state=state, event=event, note=f"replicated from {peer_id}")
         except Conflict:
-            continue  # another replica applied it concurrently
+            continue  # another replica or a concurrent pull applied it first
     return await store.log_length(events_log(fid))
 
 
@@ -139,8 +175,28 @@ async def state_or_none(runtime: Runtime, fid: str) -> FederationState | None:
 async def serve_events(runtime: Runtime, *, peer_id: str, fid: str, after: int) -> list[str]:
     """Signed events after ``after`` of a federation homed here, for a participant (also after deletion)."""
     store, me = runtime.store, runtime.settings.fhs_id
-    if await store.get(OUTBOX, outbox_key(fid, peer_id)) is None:
+    cursor = await store.get(OUTBOX, outbox_key(fid, peer_id))
+    if cursor is None:
         raise NotFound(f"no federation {fid[:80]!r} shared with {peer_id}")
+    if after > int(cursor.value["acked"]) or cursor.value["last_error"]:
+        # a pull acknowledges what the participant holds, and shows it is reachable again: resume pushing now
+        acked = max(int(cursor.value["acked"]), min(after, await store.log_length(events_log(fid))))
+        await store.write(
+            [
+                Put(
+                    OUTBOX,
+                    outbox_key(fid, peer_id),
+                    {
+                        **cursor.value,
+                        "acked": acked,
+                        "failures": 0,
+                        "next_try": 0.0,
+                        "last_error": None,
+                        "last_ok": now_iso(),
+                    },
+                )
+            ]
+        )
     entries = await store.read_log(events_log(fid), after=max(after, 0), limit=MAX_EVENTS_PER_PULL)
     keyring = runtime.keyring
     return [sign_event(keyring, me=me, event=e.entry) for e in entries if e.entry.get("origin") == me]
@@ -151,11 +207,15 @@ async def handle_command(runtime: Runtime, *, peer_id: str, fid: str, body: Comm
     state = await load_state(store=runtime.store, fid=fid)
     _require_participant(state, peer_id)
     actor = Principal(issuer=str(body.actor.get("issuer", "")), subject=str(body.actor.get("subject", "")))
-    event = await run_at_home(runtime=runtime, fid=fid, actor=actor, name=body.name, args=body.args, via=peer_id)
+    event = await run_at_home(
+        runtime=runtime, fid=fid, actor=actor, name=body.name, args=body.args, via=peer_id
+    )
     return int(event["seq"])
 
 
-async def invocation_principal(runtime: Runtime, *, peer_id: str, fid: str, claims: dict[str, Any]) -> Principal:
+async def invocation_principal(
+    runtime: Runtime, *, peer_id: str, fid: str, claims: dict[str, Any]
+) -> Principal:
     """The member a peer's forwarded invocation acts for, checked against the federation's participants."""
     if claims.get("federation") != fid:
         raise Unauthenticated("the peer assertion was made for another federation")

@@ -25,20 +25,29 @@ def _public_keys(jwks: dict[str, Any]) -> dict[str, Any]:
     pinned = []
     for jwk in keys:
         if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or "d" in jwk:
-            raise InvalidInput("peer keys must be public Ed25519 JWKs (kty OKP, crv Ed25519, no private part)")
+            raise InvalidInput(
+                "peer keys must be public Ed25519 JWKs (kty OKP, crv Ed25519, no private part)"
+            )
         try:
             kid = jwk_thumbprint(jwk)
         except (KeyError, ValueError):
             raise InvalidInput("a peer key lacks its 'x' member") from None
         if jwk.get("kid", kid) != kid:
             raise InvalidInput(f"peer key kid {str(jwk.get('kid'))[:64]!r} is not its RFC 7638 thumbprint")
-        pinned.append({"kty": "OKP", "crv": "Ed25519", "x": jwk["x"], "kid": kid, "alg": "EdDSA", "use": "sig"})
+        pinned.append(
+            {"kty": "OKP", "crv": "Ed25519", "x": jwk["x"], "kid": kid, "alg": "EdDSA", "use": "sig"}
+        )
     return {"keys": pinned}
 
 
 def _read(doc: dict[str, Any]) -> PeerRead:
-    return PeerRead(fhs_id=doc["fhs_id"], base_url=doc["base_url"], kids=[k["kid"] for k in doc["jwks"]["keys"]],
-                    added_at=doc["added_at"], keys_updated_at=doc["keys_updated_at"])
+    return PeerRead(
+        fhs_id=doc["fhs_id"],
+        base_url=doc["base_url"],
+        kids=[k["kid"] for k in doc["jwks"]["keys"]],
+        added_at=doc["added_at"],
+        keys_updated_at=doc["keys_updated_at"],
+    )
 
 
 async def _fetch_jwks(http: httpx.AsyncClient, base_url: str) -> dict[str, Any]:
@@ -68,14 +77,33 @@ async def put_peer(
         jwks = {"keys": [k for k in fetched["keys"] if k["kid"] in wanted]}
         missing = wanted - {k["kid"] for k in jwks["keys"]}
         if missing:
-            raise InvalidInput(f"the peer at {body.base_url} does not publish keys with fingerprints "
-                               f"{', '.join(sorted(missing))}; check them with its operator")
+            raise InvalidInput(
+                f"the peer at {body.base_url} does not publish keys with fingerprints "
+                f"{', '.join(sorted(missing))}; check them with its operator"
+            )
     now = now_iso()
     existing = await store.get(PEERS, fhs_id)
-    doc = {"fhs_id": fhs_id, "base_url": body.base_url.rstrip("/"), "jwks": jwks,
-           "added_at": existing.value["added_at"] if existing else now, "keys_updated_at": now}
-    await store.write([Put(PEERS, fhs_id, doc), Append(audit_service.OPERATOR_LOG, audit_service.entry(
-        actor="operator", action="peer.put", target=fhs_id, details={"kids": [k["kid"] for k in jwks["keys"]]}))])
+    doc = {
+        "fhs_id": fhs_id,
+        "base_url": body.base_url.rstrip("/"),
+        "jwks": jwks,
+        "added_at": existing.value["added_at"] if existing else now,
+        "keys_updated_at": now,
+    }
+    await store.write(
+        [
+            Put(PEERS, fhs_id, doc),
+            Append(
+                audit_service.OPERATOR_LOG,
+                audit_service.entry(
+                    actor="operator",
+                    action="peer.put",
+                    target=fhs_id,
+                    details={"kids": [k["kid"] for k in jwks["keys"]]},
+                ),
+            ),
+        ]
+    )
     return _read(doc)
 
 
@@ -100,8 +128,15 @@ async def list_peers(*, store: Store) -> list[PeerRead]:
 async def delete_peer(*, store: Store, fhs_id: str) -> None:
     """Stop peering: nothing from that FHS is accepted any more."""
     await get_peer(store=store, fhs_id=fhs_id)
-    await store.write([Delete(PEERS, fhs_id), Append(audit_service.OPERATOR_LOG, audit_service.entry(
-        actor="operator", action="peer.deleted", target=fhs_id))])
+    await store.write(
+        [
+            Delete(PEERS, fhs_id),
+            Append(
+                audit_service.OPERATOR_LOG,
+                audit_service.entry(actor="operator", action="peer.deleted", target=fhs_id),
+            ),
+        ]
+    )
 
 
 async def replace_peer_keys(*, store: Store, fhs_id: str, jwks: dict[str, Any]) -> None:
@@ -110,7 +145,17 @@ async def replace_peer_keys(*, store: Store, fhs_id: str, jwks: dict[str, Any]) 
     pinned = _public_keys(jwks)
     if pinned == doc["jwks"]:
         return
-    await store.write([Put(PEERS, fhs_id, {**doc, "jwks": pinned, "keys_updated_at": now_iso()}),
-                       Append(audit_service.OPERATOR_LOG, audit_service.entry(
-                           actor=fhs_id, action="peer.keys_rotated", target=fhs_id,
-                           details={"kids": [k["kid"] for k in pinned["keys"]]}))])
+    await store.write(
+        [
+            Put(PEERS, fhs_id, {**doc, "jwks": pinned, "keys_updated_at": now_iso()}),
+            Append(
+                audit_service.OPERATOR_LOG,
+                audit_service.entry(
+                    actor=fhs_id,
+                    action="peer.keys_rotated",
+                    target=fhs_id,
+                    details={"kids": [k["kid"] for k in pinned["keys"]]},
+                ),
+            ),
+        ]
+    )

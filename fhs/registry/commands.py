@@ -19,8 +19,18 @@ from fhs.ids import service_home
 from fhs.policy.service import validate_policy
 from fhs.registry.schemas import Metadata
 
-REPLICATED_FIELDS = {"id", "name", "type", "metadata", "fhs", "owner", "created_at", "updated_at",
-                     "discovery_policy", "access_policy"}
+REPLICATED_FIELDS = {
+    "id",
+    "name",
+    "type",
+    "metadata",
+    "fhs",
+    "owner",
+    "created_at",
+    "updated_at",
+    "discovery_policy",
+    "access_policy",
+}
 
 
 class ServiceDoc(FedBase):

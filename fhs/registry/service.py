@@ -36,25 +36,43 @@ def member_facts(state: FederationState, key: str) -> MemberFacts:
     """The policy view of member ``key`` (a non-member has no attributes)."""
     member = state.members.get(key, {})
     issuer, _, subject = key.partition("#")
-    return MemberFacts(key=key, issuer=member.get("issuer", issuer), subject=member.get("subject", subject),
-                       home_fhs=member.get("home_fhs", ""), attributes=state.attributes_of(key))
+    return MemberFacts(
+        key=key,
+        issuer=member.get("issuer", issuer),
+        subject=member.get("subject", subject),
+        home_fhs=member.get("home_fhs", ""),
+        attributes=state.attributes_of(key),
+    )
 
 
 def service_facts(service: dict[str, Any]) -> ServiceFacts:
     """The policy view of a stored service."""
-    return ServiceFacts(id=service["id"], owner_key=service["owner"]["key"], type=service["type"],
-                        tier=str(service["metadata"].get("tier", "")), fhs=service["fhs"], name=service["name"])
+    return ServiceFacts(
+        id=service["id"],
+        owner_key=service["owner"]["key"],
+        type=service["type"],
+        tier=str(service["metadata"].get("tier", "")),
+        fhs=service["fhs"],
+        name=service["name"],
+    )
 
 
 def to_read(service: dict[str, Any], principal: Principal, endpoint: str | None) -> ServiceRead:
     """The service as ``principal`` may see it (endpoint and policies for the owner only)."""
     is_owner = service["owner"]["key"] == principal.key
-    return ServiceRead(id=service["id"], name=service["name"], type=service["type"],
-                       metadata=service["metadata"], fhs=service["fhs"], owner=service["owner"]["subject"],
-                       created_at=service["created_at"], updated_at=service["updated_at"],
-                       endpoint=endpoint if is_owner else None,
-                       discovery_policy=service["discovery_policy"] if is_owner else None,
-                       access_policy=service["access_policy"] if is_owner else None)
+    return ServiceRead(
+        id=service["id"],
+        name=service["name"],
+        type=service["type"],
+        metadata=service["metadata"],
+        fhs=service["fhs"],
+        owner=service["owner"]["subject"],
+        created_at=service["created_at"],
+        updated_at=service["updated_at"],
+        endpoint=endpoint if is_owner else None,
+        discovery_policy=service["discovery_policy"] if is_owner else None,
+        access_policy=service["access_policy"] if is_owner else None,
+    )
 
 
 async def endpoint_of(*, store: Store, fid: str, sid: str) -> str | None:
@@ -75,14 +93,28 @@ async def register(*, runtime: Runtime, fid: str, principal: Principal, body: Se
     endpoint = validate_endpoint_url(body.endpoint, allowlist=runtime.settings.proxy_allowlist)
     discovery, access = _policy(body.discovery_policy, "discover"), _policy(body.access_policy, "invoke")
     sid, at = new_service_id(me), now_iso()
-    service = {"id": sid, "name": body.name, "type": body.type, "metadata": body.metadata, "fhs": me,
-               "created_at": at, "updated_at": at,
-               "owner": {"key": principal.key, "issuer": principal.issuer, "subject": principal.subject},
-               "discovery_policy": discovery, "access_policy": access}
+    service = {
+        "id": sid,
+        "name": body.name,
+        "type": body.type,
+        "metadata": body.metadata,
+        "fhs": me,
+        "created_at": at,
+        "updated_at": at,
+        "owner": {"key": principal.key, "issuer": principal.issuer, "subject": principal.subject},
+        "discovery_policy": discovery,
+        "access_policy": access,
+    }
     endpoint_put = Put(endpoints_collection(fid), sid, {"url": endpoint}, if_absent=True)
     try:
-        await run_command(runtime=runtime, fid=fid, principal=principal, name="service.register", args=service,
-                          extra_ops=[endpoint_put])
+        await run_command(
+            runtime=runtime,
+            fid=fid,
+            principal=principal,
+            name="service.register",
+            args=service,
+            extra_ops=[endpoint_put],
+        )
     except Exception:
         await runtime.store.write([Delete(endpoints_collection(fid), sid)])  # forwarded and refused: undo
         raise
@@ -114,8 +146,13 @@ async def update(
         endpoint = validate_endpoint_url(body.endpoint, allowlist=runtime.settings.proxy_allowlist)
         await store.write([Put(endpoints_collection(fid), sid, {"url": endpoint})])
     if changes:
-        await run_command(runtime=runtime, fid=fid, principal=principal, name="service.update",
-                          args={"id": sid, "changes": changes, "updated_at": now_iso()})
+        await run_command(
+            runtime=runtime,
+            fid=fid,
+            principal=principal,
+            name="service.update",
+            args={"id": sid, "changes": changes, "updated_at": now_iso()},
+        )
     state = await load_state(store=store, fid=fid)
     return to_read(state.services[sid], principal, await endpoint_of(store=store, fid=fid, sid=sid))
 
@@ -132,9 +169,14 @@ def _decision_entry(
     details: dict[str, Any] = {"errors": list(decision.errors)} if decision.errors else {}
     if via:
         details["via"] = via
-    return audit_service.entry(actor=principal.key, action=action, target=sid,
-                               decision="allow" if allowed else "deny",
-                               policy=",".join(decision.reasons) or None, details=details)
+    return audit_service.entry(
+        actor=principal.key,
+        action=action,
+        target=sid,
+        decision="allow" if allowed else "deny",
+        policy=",".join(decision.reasons) or None,
+        details=details,
+    )
 
 
 async def discover(
@@ -143,11 +185,16 @@ async def discover(
     """The services of a federation the principal may discover (its own always), audited."""
     state = await load_state(store=store, fid=fid)
     require_member(state, principal, me)
-    candidates = [s for _, s in sorted(state.services.items())
-                  if service_type is None or s["type"] == service_type]
+    candidates = [
+        s for _, s in sorted(state.services.items()) if service_type is None or s["type"] == service_type
+    ]
     member = member_facts(state, principal.key)
-    decisions = decide_many(action="discover", member=member, federation_id=fid,
-                            services=[(service_facts(s), s["discovery_policy"]) for s in candidates])
+    decisions = decide_many(
+        action="discover",
+        member=member,
+        federation_id=fid,
+        services=[(service_facts(s), s["discovery_policy"]) for s in candidates],
+    )
     endpoints = {d.key: d.value["url"] for d in await store.list(endpoints_collection(fid))}
     visible, entries = [], []
     for service, decision in zip(candidates, decisions, strict=True):
@@ -183,15 +230,26 @@ async def authorize_invoke(
     if service is None or endpoint is None:
         raise NotFound("no such service")
     member, facts = member_facts(state, principal.key), service_facts(service)
-    decision = decide(action="invoke", member=member, service=facts, policy_text=service["access_policy"],
-                      federation_id=fid)
-    await audit_service.record(store=store, fid=fid, entries=[
-        _decision_entry(principal, "invoke", sid, decision, decision.allowed, via=via)])
+    decision = decide(
+        action="invoke", member=member, service=facts, policy_text=service["access_policy"], federation_id=fid
+    )
+    await audit_service.record(
+        store=store,
+        fid=fid,
+        entries=[_decision_entry(principal, "invoke", sid, decision, decision.allowed, via=via)],
+    )
     if decision.allowed:
         return service, member, endpoint
-    discoverable = service["owner"]["key"] == principal.key or decide(
-        action="discover", member=member, service=facts, policy_text=service["discovery_policy"],
-        federation_id=fid).allowed
+    discoverable = (
+        service["owner"]["key"] == principal.key
+        or decide(
+            action="discover",
+            member=member,
+            service=facts,
+            policy_text=service["discovery_policy"],
+            federation_id=fid,
+        ).allowed
+    )
     if not discoverable:
         raise NotFound("no such service")
     raise Forbidden("the service's access policy does not allow you to invoke it")

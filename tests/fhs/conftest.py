@@ -1,4 +1,4 @@
-"""API fixtures: an in-process FHS (real store, real keys), a test IdP minting real RS256 JWTs, an echo upstream."""
+"""API fixtures: an in-process FHS (real store and keys), a test IdP minting RS256 JWTs, an echo upstream."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from fhs.app import create_app
+from fhs.ids import member_id
 from fhs.settings import Settings
 
 FHS_URL = "http://fhs-a.test"
@@ -186,3 +187,82 @@ def echo_upstream() -> Iterator[EchoUpstream]:
     yield EchoUpstream(url=f"http://127.0.0.1:{port}/echo", received=received)
     server.should_exit = True
     thread.join(timeout=5)
+
+
+EDGE_ONLY = {"any_of": ["edge-users"]}
+
+
+@dataclass
+class World:
+    """A federation with a FedAdmin (alice), a ServiceOwner (bob), an edge user (carol), a plain member
+    (dave), and eve who belongs only to another federation."""
+
+    fhs: Any
+    fid: str
+    other_fid: str
+    sid: str
+
+    def headers(self, who: str) -> dict[str, str]:
+        return self.fhs.member(who)
+
+    def mid(self, who: str) -> str:
+        return member_id(f"{self.fhs.idp.issuer}#{who}")
+
+
+async def ok(response: httpx.Response, status: int = 200) -> Any:
+    assert response.status_code == status, response.text
+    return response.json() if response.content else None
+
+
+@pytest.fixture
+async def world(fhs: Any, echo_upstream: Any) -> World:
+    c = fhs.client
+    await ok(await c.post("/operator/v1/fedadmins", headers=fhs.operator, json=fhs.key("alice")), 201)
+    alice = fhs.member("alice")
+    fed = await ok(await c.post("/member/v1/federations", headers=alice, json={"name": "scission-lab"}), 201)
+    fid = fed["id"]
+    await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/attributes",
+            headers=alice,
+            json={"name": "edge-users", "description": "may use edge resources"},
+        ),
+        201,
+    )
+    await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/members",
+            headers=alice,
+            json={**fhs.key("bob"), "attributes": ["ServiceOwner"]},
+        ),
+        201,
+    )
+    await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/members",
+            headers=alice,
+            json={**fhs.key("carol"), "attributes": ["edge-users"]},
+        ),
+        201,
+    )
+    await ok(await c.post(f"/member/v1/federations/{fid}/members", headers=alice, json=fhs.key("dave")), 201)
+    other = await ok(await c.post("/member/v1/federations", headers=alice, json={"name": "other"}), 201)
+    await ok(
+        await c.post(f"/member/v1/federations/{other['id']}/members", headers=alice, json=fhs.key("eve")), 201
+    )
+    service = await ok(
+        await c.post(
+            f"/member/v1/federations/{fid}/services",
+            headers=fhs.member("bob"),
+            json={
+                "name": "echo",
+                "type": "test.echo",
+                "endpoint": echo_upstream.url,
+                "metadata": {"tier": "edge", "hardware": "loopback"},
+                "discovery_policy": EDGE_ONLY,
+                "access_policy": EDGE_ONLY,
+            },
+        ),
+        201,
+    )
+    return World(fhs=fhs, fid=fid, other_fid=other["id"], sid=service["id"])

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.fhs.test_federation_api import World, world  # noqa: F401  (fixture)
+from tests.fhs.conftest import World
 
 ROLES = ["anonymous", "operator", "eve", "dave", "carol", "bob", "alice"]
 """Order matters for destructive routes: the roles that succeed come last."""
@@ -135,7 +135,7 @@ async def test_route_answers_each_role_as_expected(
     world: World,
     name: str,
     route: Route,
-    expected: dict[str, int],  # noqa: F811
+    expected: dict[str, int],
 ) -> None:
     method, path_of, body = route
     got = {}

@@ -32,9 +32,24 @@ def test_all_eighteen_applications_and_scission_spellings_are_known() -> None:
     for app in APPLICATIONS.values():
         assert hasattr(keras.applications, app)
     scission_names = [
-        "vgg19", "xception", "resnet50", "resnet101", "resnet152", "resnet50v2", "resnet101v2", "resnet152v2",
-        "inception_v3", "inceptionresnet_v2", "mobilenet", "vgg16", "mobilenetv2", "densenet121",
-        "densenet169", "densenet201", "nasnetlarge", "nasnetmobile",
+        "vgg19",
+        "xception",
+        "resnet50",
+        "resnet101",
+        "resnet152",
+        "resnet50v2",
+        "resnet101v2",
+        "resnet152v2",
+        "inception_v3",
+        "inceptionresnet_v2",
+        "mobilenet",
+        "vgg16",
+        "mobilenetv2",
+        "densenet121",
+        "densenet169",
+        "densenet201",
+        "nasnetlarge",
+        "nasnetmobile",
     ]
     assert {canonical_application_name(n) for n in scission_names} == set(APPLICATIONS.values())
     assert canonical_application_name("MobileNetV2") == "MobileNetV2"

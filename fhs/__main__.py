@@ -1,0 +1,5 @@
+"""`python -m fhs` runs the `fhs` command."""
+
+from fhs.cli import main
+
+main()
