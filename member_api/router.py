@@ -27,9 +27,12 @@ from fhs.ids import member_key_from_id
 from fhs.invocation import service as invocation_service
 from fhs.monitoring import service as monitoring_service
 from fhs.peering.schemas import FHS_ID_PATTERN
+from fhs.proxy.service import read_body
 from fhs.registry import service as registry_service
 from fhs.registry.schemas import ServiceCreate, ServiceRead, ServiceUpdate
 from fhs.web import proxied_response
+from scission_service.federated import service as partition_service
+from scission_service.federated.schemas import PartitionQueryCreate, PartitionQueryRead, PlanExecutionRead
 
 router = APIRouter(tags=["member"], dependencies=[Depends(current_member)])
 FedId = Annotated[str, Path(max_length=100)]
@@ -237,6 +240,38 @@ async def read_audit(
 async def monitoring(fid: FedId, runtime: RuntimeDep, me: CurrentMember) -> dict[str, Any]:
     """Invocation, denial and latency counters from every participating FHS (FedAdmin)."""
     return await monitoring_service.federation_view(runtime=runtime, fid=fid, principal=me)
+
+
+@router.post("/federations/{fid}/partition-queries", status_code=201)
+async def create_partition_query(
+    fid: FedId, body: PartitionQueryCreate, runtime: RuntimeDep, me: CurrentMember
+) -> PartitionQueryRead:
+    """Rank where each part of a model should run, over the resources the caller may discover and invoke."""
+    return await partition_service.create_query(runtime=runtime, fid=fid, principal=me, body=body)
+
+
+@router.get("/federations/{fid}/partition-queries/{qid}")
+async def get_partition_query(
+    fid: FedId, qid: Annotated[str, Path(max_length=64)], runtime: RuntimeDep, me: CurrentMember
+) -> PartitionQueryRead:
+    """A partition query the caller made."""
+    return await partition_service.get_query(runtime=runtime, fid=fid, principal=me, qid=qid)
+
+
+@router.post("/federations/{fid}/partition-queries/{qid}/plans/{rank}/execute")
+async def execute_plan(
+    fid: FedId,
+    qid: Annotated[str, Path(max_length=64)],
+    rank: Annotated[int, Path(ge=1, le=1000)],
+    request: Request,
+    runtime: RuntimeDep,
+    me: CurrentMember,
+) -> PlanExecutionRead:
+    """Run a plan hop by hop on an input tensor (body: one `.npy` array); reports predicted vs measured."""
+    tensor = await read_body(request.stream(), partition_service.MAX_TENSOR_BYTES + 4096)
+    return await partition_service.execute_plan(
+        runtime=runtime, fid=fid, principal=me, qid=qid, rank=rank, tensor=tensor
+    )
 
 
 for _method in INVOKE_METHODS:

@@ -33,6 +33,7 @@ from scission_service.planner import (
     problem_from_benchmarks,
     query_json_schema,
 )
+from scission_service.resource import cli as resource_cli
 
 EXIT_NO_PLAN = 1
 
@@ -428,6 +429,9 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
         )
     _guard(lambda: dump_benchmark_data(data, out_file))
     click.echo(f"{len(data.blocks)} blocks, sum {data.block_sum_s:.4f} s -> {out_file}")
+
+
+cli.add_command(resource_cli.resource)
 
 
 def main() -> None:

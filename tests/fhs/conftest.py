@@ -26,7 +26,7 @@ FHS_URL = "http://fhs-a.test"
 
 
 @dataclass
-class TestIdP:
+class LocalIdP:
     """An IdP in the test process: an RSA key, its JWKS, and a token minter."""
 
     issuer: str = "https://idp-a.test"
@@ -61,9 +61,9 @@ class TestIdP:
 
 
 @pytest.fixture(scope="session")
-def idp() -> TestIdP:
+def idp() -> LocalIdP:
     """One test IdP for the session (key generation is slow-ish)."""
-    return TestIdP()
+    return LocalIdP()
 
 
 @dataclass
@@ -72,7 +72,7 @@ class FHSHarness:
 
     client: httpx.AsyncClient
     operator: dict[str, str]
-    idp: TestIdP
+    idp: LocalIdP
     settings: Settings
 
     def member(self, subject: str) -> dict[str, str]:
@@ -85,7 +85,7 @@ class FHSHarness:
 
 
 @pytest.fixture
-async def fhs(tmp_path: Any, idp: TestIdP, store_url: str) -> AsyncIterator[FHSHarness]:
+async def fhs(tmp_path: Any, idp: LocalIdP, store_url: str) -> AsyncIterator[FHSHarness]:
     """An FHS on each store backend that trusts ``idp``, with loopback allow-listed for the echo upstream."""
     async with RunningFHS(tmp_path, idp, store_url) as harness:
         yield harness
@@ -94,7 +94,7 @@ async def fhs(tmp_path: Any, idp: TestIdP, store_url: str) -> AsyncIterator[FHSH
 class RunningFHS:
     """Start an FHS app in process (lifespan included) and trust the test IdP."""
 
-    def __init__(self, tmp_path: Any, idp: TestIdP, store_url: str) -> None:
+    def __init__(self, tmp_path: Any, idp: LocalIdP, store_url: str) -> None:
         self.settings = Settings(
             fhs_id="fhs-a",
             public_url=FHS_URL,

@@ -143,7 +143,7 @@ def _strategy(operation: Any) -> Any:
 
 @pytest.mark.parametrize("operation", OPERATIONS, ids=[f"{op.method.upper()} {op.path}" for op in OPERATIONS])
 async def test_generated_requests_get_no_5xx_and_one_error_shape(
-    operation: Any, tmp_path: Any, idp: fhs_conftest.TestIdP, echo_upstream: EchoUpstream
+    operation: Any, tmp_path: Any, idp: fhs_conftest.LocalIdP, echo_upstream: EchoUpstream
 ) -> None:
     label = f"{operation.method.upper()} {operation.path}"
     identity = _identity_of(operation.path)
