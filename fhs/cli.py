@@ -28,6 +28,18 @@ class ConfigError(click.ClickException):
     exit_code = 2
 
 
+def redact_url(url: str) -> str:
+    """A URL without its password, for logs."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def _pydantic_problems(exc: ValidationError) -> str:
     """The errors of a pydantic validation as one line per problem."""
     return "; ".join(
@@ -84,8 +96,8 @@ def main() -> None:
     "--allow",
     "allowlist",
     multiple=True,
-    envvar="FHS_PROXY_ALLOWLIST",
-    help="CIDR or host the proxy may call although private/loopback (repeatable).",
+    help="CIDR or host the proxy may call although private/loopback (repeatable; or FHS_PROXY_ALLOWLIST as a "
+    "JSON list, e.g. '[\"10.0.0.0/8\"]').",
 )
 def serve(
     fhs_id: str,
@@ -102,6 +114,7 @@ def serve(
     from fhs.app import create_app
 
     try:
+        overrides = {"proxy_allowlist": list(allowlist)} if allowlist else {}
         settings = Settings(
             fhs_id=fhs_id,
             host=host,
@@ -109,14 +122,14 @@ def serve(
             public_url=public_url or f"http://{host}:{port}",
             data_dir=data_dir,
             store_url=store_url,
-            proxy_allowlist=list(allowlist),
+            **overrides,
         )
     except ValidationError as exc:
         raise ConfigError(f"invalid FHS settings: {_pydantic_problems(exc)}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _preflight(settings)
     click.echo(
-        f"FHS {fhs_id} at {settings.public_url} (store {settings.resolved_store_url}); "
+        f"FHS {fhs_id} at {settings.public_url} (store {redact_url(settings.resolved_store_url)}); "
         f"operator secret in {data_dir / 'operator.secret'}"
     )
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
@@ -135,11 +148,24 @@ def serve(
     help="The FHS's data directory.",
 )
 @click.option("--url", default=DEFAULT_FHS_URL, show_default=True, help="The FHS's URL, for the example.")
-def operator_secret(data_dir: Path, url: str) -> None:
+@click.option("--rotate", is_flag=True, help="Write a new secret and make the store accept only it.")
+@click.option("--store-url", envvar="FHS_STORE_URL", default="", help="The FHS's store (for --rotate).")
+def operator_secret(data_dir: Path, url: str, rotate: bool, store_url: str) -> None:
     """Tell where the operator credential is and how to use it (never prints the secret)."""
     from fhs.identity.operator import OPERATOR_SECRET_FILE, OPERATOR_SECRET_PREFIX
 
     path = data_dir / OPERATOR_SECRET_FILE
+    if rotate:
+        import asyncio
+
+        from fhs.runtime import rotate_operator_secret
+
+        resolved = Settings(data_dir=data_dir, store_url=store_url).resolved_store_url
+        try:
+            asyncio.run(rotate_operator_secret(store_url=resolved, data_dir=data_dir))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot rotate the operator secret: {exc}") from None
+        click.echo(f"new operator secret written to {path}; restart the FHS replicas to accept only it")
     if not path.is_file():
         raise ConfigError(
             f"no operator secret at {path}: the FHS creates it on first start "
@@ -157,7 +183,7 @@ def operator_secret(data_dir: Path, url: str) -> None:
     click.echo(f"operator secret: {path} (mode {mode:04o}{'' if mode == 0o600 else ', expected 0600'})")
     click.echo("send it as a bearer token to the Operator API, e.g.:")
     click.echo(f'  curl -H "Authorization: Bearer $(cat {path})" {url.rstrip("/")}/operator/v1/status')
-    click.echo("to replace it: stop the FHS, delete the file, start the FHS (a new secret is written).")
+    click.echo("to replace it: fhs operator-secret --rotate (with the FHS's --store-url); restart the FHS.")
 
 
 # --- dev IdP -------------------------------------------------------------------------------------

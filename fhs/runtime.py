@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
 from fhs.errors import Conflict
 from fhs.identity.keys import FHSKeyring
-from fhs.identity.operator import OperatorSecret
+from fhs.identity.operator import OPERATOR_SECRET_FILE, OperatorSecret
 from fhs.identity.validation import TokenValidator
 from fhs.peering.client import PeerClient
 from fhs.peering.replication import Replication
@@ -49,6 +50,18 @@ async def _shared_operator_secret(store: Store, local: OperatorSecret) -> Operat
         doc = await store.get(SYSTEM, "operator")
         assert doc is not None
         return OperatorSecret(bytes.fromhex(doc.value["sha256"]), path=local.path)
+
+
+async def rotate_operator_secret(*, store_url: str, data_dir: Path) -> None:
+    """Write a new operator secret file and make the store (hence every replica, after restart) accept it."""
+    path = Path(data_dir) / OPERATOR_SECRET_FILE
+    path.unlink(missing_ok=True)
+    fresh = OperatorSecret.open(data_dir)
+    store = open_store(store_url)
+    try:
+        await store.write([Put(SYSTEM, "operator", {"sha256": fresh.digest_hex})])
+    finally:
+        await store.close()
 
 
 @dataclass
