@@ -29,12 +29,16 @@ def error_response(status_code: int, code: str, message: str, details: object = 
     return JSONResponse({"error": body}, status_code=status_code)
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    """Map domain errors, validation errors, HTTP errors and anything unexpected to the one error shape."""
+def install_error_handlers(app: FastAPI, *, fhs_errors: bool = True) -> None:
+    """Map domain errors, validation errors, HTTP errors and anything unexpected to the one error shape.
+
+    ``fhs_errors`` marks the FHS's own refusals with ``X-FHS-Error`` (so a peer can tell them from a proxied
+    service's errors); services built on the same handlers pass False.
+    """
 
     @app.exception_handler(FHSError)
     async def _fhs_error(request: Request, exc: FHSError) -> JSONResponse:
-        headers = {FHS_ERROR_HEADER: "1"}
+        headers = {FHS_ERROR_HEADER: "1"} if fhs_errors else {}
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = "Bearer"
         return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)

@@ -135,6 +135,31 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
+@main.command()
+@click.option(
+    "--keep-running", is_flag=True, help="Leave the federation up afterwards and print how to use it."
+)
+@click.option(
+    "--dir",
+    "base_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Keep the demo's data and logs here (default: a temporary directory).",
+)
+def demo(keep_running: bool, base_dir: Path | None) -> None:
+    """Run two trust domains on loopback and a federated partition query end to end."""
+    from fhs.devtools.demo import run_demo
+
+    try:
+        result = run_demo(base_dir, keep_running=keep_running)
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; every process the demo started was stopped") from None
+    except Exception as exc:  # a demo failure is reported, never a traceback; logs stay in --dir
+        raise click.ClickException(f"the demo failed: {exc}") from None
+    if not result.matches_local:
+        raise click.ClickException("the executed plan's output did not match a local run of the model")
+
+
 # --- operator helpers ------------------------------------------------------------------------------
 
 

@@ -270,10 +270,11 @@ def call(
     headers: dict[str, str] | None = None,
     json_body: Any = None,
     expect: int | None = None,
+    timeout: float = 30,
     **kwargs: Any,
 ) -> Any:
     """An HTTP call that returns the JSON body, failing with the server's message on an unexpected status."""
-    response = httpx.request(method, url, headers=headers, json=json_body, timeout=30, **kwargs)
+    response = httpx.request(method, url, headers=headers, json=json_body, timeout=timeout, **kwargs)
     if expect is not None and response.status_code != expect:
         raise RuntimeError(
             f"{method} {url} -> {response.status_code} (expected {expect}): {response.text[:500]}"

@@ -24,7 +24,17 @@ from fhs.registry import service as registry_service
 if TYPE_CHECKING:
     from fhs.runtime import Runtime
 
-RESPONSE_HEADERS_FROM_PEER = {"content-type", "content-encoding", "cache-control", "etag", "last-modified"}
+NOT_FROM_PEER = {
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "set-cookie",
+    "server",
+    "date",
+    "x-fhs-error",
+}
+"""Response headers of a peer FHS that are not passed on (the service's own headers are)."""
 
 
 async def _audited(
@@ -152,5 +162,5 @@ async def invoke(
         headers=kept,
         body=content,
     )
-    out = [(n, v) for n, v in response.headers.multi_items() if n.lower() in RESPONSE_HEADERS_FROM_PEER]
+    out = [(n, v) for n, v in response.headers.multi_items() if n.lower() not in NOT_FROM_PEER]
     return ProxiedResponse(status_code=response.status_code, headers=out, body=response.content)

@@ -91,7 +91,7 @@ CONTROLLED_REQUEST_HEADERS = frozenset(
     }
 )
 STRIPPED_RESPONSE_HEADERS = frozenset(
-    {"set-cookie", "set-cookie2", "location", "content-location", "refresh", "alt-svc"}
+    {"set-cookie", "set-cookie2", "location", "content-location", "refresh", "alt-svc", "x-fhs-error"}
 )
 REFUSED_METHODS = frozenset({"CONNECT", "TRACE", "TRACK"})
 MAX_TARGET_LENGTH = 8192

@@ -66,7 +66,7 @@ def create_resource_app(
         description="Scission resource node: describe, benchmark, run DNN segments; calls only via its FHS.",
     )
     app.state.verifier = None
-    install_error_handlers(app)
+    install_error_handlers(app, fhs_errors=False)
     app.add_middleware(InvocationAuthMiddleware)
     app.include_router(router)
 

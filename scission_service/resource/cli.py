@@ -97,6 +97,9 @@ def resource() -> None:
 @click.option("--max-tensor-bytes", type=int)
 @click.option("--link", help="Emulated link: 3g, 4g, wired, edge-cloud (append /receive or /both).")
 @click.option(
+    "--compute-slowdown", type=float, help="Emulate slower hardware: blocks take this many times longer."
+)
+@click.option(
     "--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Persist benchmarks here."
 )
 @click.option("--host")
@@ -113,6 +116,7 @@ def serve(
     service_ids: tuple[str, ...],
     max_tensor_bytes: int | None,
     link: str | None,
+    compute_slowdown: float | None,
     cache_dir: Path | None,
     host: str | None,
     port: int | None,
@@ -129,6 +133,7 @@ def serve(
         "service_ids": list(service_ids) or None,
         "max_tensor_bytes": max_tensor_bytes,
         "link": link,
+        "compute_slowdown": compute_slowdown,
         "cache_dir": cache_dir,
         "host": host,
         "port": port,

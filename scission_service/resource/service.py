@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -234,9 +235,16 @@ class ResourceService:
             model=served.name, digest=served.digest, input_shape=shape, repeats=count, force=force
         )
 
+    def _emulate_slower_hardware(self, seconds: float) -> float:
+        """Stretch a measured compute time by ``compute_slowdown`` (sleeping the difference here)."""
+        factor = self.settings.compute_slowdown
+        if factor > 1.0:
+            time.sleep(seconds * (factor - 1.0))
+        return seconds * factor
+
     def _run_benchmark(self, job: BenchmarkJob, progress: Progress) -> BenchmarkData:
         served = self.models[job.model]
-        return benchmark_model(
+        data = benchmark_model(
             served.model,
             model_name=served.name,
             resource_name=self.settings.name,
@@ -244,6 +252,23 @@ class ResourceService:
             input_shape=job.input_shape,
             repeats=job.repeats,
             progress=progress,
+        )
+        factor = self.settings.compute_slowdown
+        if factor == 1.0:
+            return data
+        blocks = [
+            b.model_copy(
+                update={"median_s": b.median_s * factor, "p10_s": b.p10_s * factor, "p90_s": b.p90_s * factor}
+            )
+            for b in data.blocks
+        ]
+        whole = data.whole_model_median_s * factor if data.whole_model_median_s is not None else None
+        return data.model_copy(
+            update={
+                "blocks": blocks,
+                "whole_model_median_s": whole,
+                "execution_mode": f"{data.execution_mode} x{factor:g} (emulated)",
+            }
         )
 
     def benchmark_data(self, *, model: str, input_shape: Sequence[int] | None) -> BenchmarkData:
@@ -324,6 +349,7 @@ class ResourceService:
             output, seconds = run_segment(
                 served.model, first_block=first_block, last_block=last_block, inputs=array
             )
+            seconds = self._emulate_slower_hardware(seconds)
         except SegmentError as exc:
             raise InvalidInput(str(exc)) from None
         if isinstance(output, list):

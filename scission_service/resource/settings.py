@@ -149,6 +149,9 @@ class ResourceSettings(BaseSettings):
     cache_dir: Path | None = None
     """Where BenchmarkData is persisted; reloaded at start when the model digest and hardware still match."""
     link: LinkProfile | None = None
+    compute_slowdown: float = Field(1.0, ge=1.0, le=100.0, allow_inf_nan=False)
+    """Emulated slower hardware (demo/tests on one machine): every block takes this many times longer,
+    in benchmarks and in segment execution alike (the extra time is slept, off the event loop)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535)
