@@ -48,6 +48,8 @@ class DemoResult:
     queries: dict[str, dict[str, Any]] = field(default_factory=dict)
     execution: dict[str, Any] = field(default_factory=dict)
     matches_local: bool | None = None
+    endpoints: dict[str, str] = field(default_factory=dict)
+    outsider_error: str = ""
 
 
 def _segments(plan: dict[str, Any], names: dict[str, str]) -> str:
@@ -156,6 +158,7 @@ class Demo:
                 },
             )
             self.result.services[name] = service["id"]
+            self.result.endpoints[name] = f"http://127.0.0.1:{self.ports[name]}"
         self.step(
             "service owners registered device-a, edge-a (domain A) and cloud-b, gpu-b (domain B); "
             "gpu-b's access policy admits its owner only"
@@ -318,15 +321,18 @@ class Demo:
         )
 
     def outsider(self) -> None:
-        a, b = self.cluster.domains["a"], self.cluster.domains["b"]
+        b = self.cluster.domains["b"]
         response = call(
             "GET",
             f"{b.fhs_url}/member/v1/federations/{self.result.federation}/services",
             headers=b.member("olly"),
         )
+        self.result.outsider_error = (
+            response["error"]["code"] if isinstance(response, dict) else str(response)
+        )
         self.step(
             f"olly (domain B, member of another federation) asking for edge-ai's services gets: "
-            f"{response['error']['code'] if isinstance(response, dict) else response}"
+            f"{self.result.outsider_error}"
         )
         gpu = self.result.services["gpu-b"]
         planned = {
@@ -340,7 +346,6 @@ class Demo:
             f"gpu-b appeared in a plan: {'YES' if gpu in planned else 'no'}; "
             f"in the considered set: {'YES' if gpu in considered else 'no'}"
         )
-        del a
 
 
 @contextlib.contextmanager
@@ -363,7 +368,7 @@ def run_demo(
     keep_running: bool = False,
     console: Console | None = None,
     repeats: int = 10,
-    wait: Callable[[], None] | None = None,
+    wait: Callable[[DemoResult], None] | None = None,
 ) -> DemoResult:
     """Run the demo end to end; stop every process it started before returning (unless kept running)."""
     console = console or Console()
@@ -387,14 +392,14 @@ def run_demo(
             console.print(f"[bold green]demo finished in {time.monotonic() - started:.0f} s[/]")
             if keep_running:
                 _print_how_to_talk(console, cluster, demo.result)
-                (wait or _wait_for_interrupt)()
+                (wait or _wait_for_interrupt)(demo.result)
             return demo.result
     finally:
         signal.signal(signal.SIGTERM, previous)
         console.print("stopped every process the demo started" + (f"; files in {base}" if not owned else ""))
 
 
-def _wait_for_interrupt() -> None:
+def _wait_for_interrupt(result: DemoResult) -> None:
     try:
         while True:
             time.sleep(3600)
