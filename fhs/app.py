@@ -8,11 +8,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhs import __version__
 from fhs.errors import FHSError
+from fhs.observability import ObservabilityMiddleware
+from fhs.peering.replication import record_replication_metrics
 from fhs.runtime import Runtime
 from fhs.settings import Settings
 
@@ -86,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
         description="Federation Hosting Service: Operator API, Member API (IEEE 2302 style).",
     )
     install_error_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, name="fhs")
     app.include_router(operator_router, prefix="/operator/v1")
     app.include_router(member_router, prefix="/member/v1")
     app.include_router(peering_router, prefix="/fhs/v1")
@@ -94,6 +98,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def jwks(request: Request) -> dict[str, object]:
         """The FHS's public signing keys (verify invocation tokens and FHS-signed events with these)."""
         return request.app.state.runtime.keyring.jwks()
+
+    @app.get("/metrics", tags=["public"], response_class=PlainTextResponse)
+    async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics: requests, policy decisions, proxy latency, replication lag per peer."""
+        await record_replication_metrics(request.app.state.runtime)
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["public"])
     async def healthz() -> dict[str, str]:

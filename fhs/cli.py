@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import secrets
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
+from fhs.observability import configure_logging
 from fhs.settings import Settings
 
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -126,7 +126,7 @@ def serve(
         )
     except ValidationError as exc:
         raise ConfigError(f"invalid FHS settings: {_pydantic_problems(exc)}") from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO")
     _preflight(settings)
     click.echo(
         f"FHS {fhs_id} at {settings.public_url} (store {redact_url(settings.resolved_store_url)}); "
@@ -367,7 +367,7 @@ def idp_serve(config_path: Path, host: str | None, port: int | None) -> None:
         app = create_idp_app(config)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot open the IdP signing key in {config.key_dir}: {exc}") from None
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging("INFO")
     click.echo(f"dev IdP {config.issuer} listening on {host}:{port}; clients: {', '.join(config.clients)}")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -3,7 +3,6 @@ invocation, audit and monitoring — thin adapters over the fhs domain."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -26,6 +25,7 @@ from fhs.federations.schemas import (
 from fhs.ids import member_key_from_id
 from fhs.invocation import service as invocation_service
 from fhs.monitoring import service as monitoring_service
+from fhs.observability import REQUEST_ID
 from fhs.peering.schemas import FHS_ID_PATTERN
 from fhs.proxy.service import read_body
 from fhs.registry import service as registry_service
@@ -205,7 +205,7 @@ async def invoke_service(
     fid: FedId, sid: ServiceId, path: str, request: Request, runtime: RuntimeDep, me: CurrentMember
 ) -> Response:
     """Invoke a service through the FHS: access policy checked by the owning FHS, call proxied."""
-    request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
+    request_id = REQUEST_ID.get()
     result = await invocation_service.invoke(
         runtime=runtime,
         fid=fid,

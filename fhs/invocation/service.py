@@ -18,6 +18,7 @@ from fhs.federations.commands import require_member
 from fhs.federations.state import load_state
 from fhs.identity.invocation import InvocationToken
 from fhs.identity.schemas import Principal
+from fhs.observability import PROXY_SECONDS
 from fhs.proxy.service import Headers, ProxiedResponse, forward, header_pairs, read_body, strip_caller_headers
 from fhs.registry import service as registry_service
 
@@ -47,6 +48,9 @@ async def _audited(
     started: float,
 ) -> None:
     status = call.status_code
+    PROXY_SECONDS.labels("local" if via == runtime.settings.fhs_id else "for-peer").observe(
+        time.perf_counter() - started
+    )
     await audit_service.record(
         store=runtime.store,
         fid=fid,

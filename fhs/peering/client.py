@@ -11,6 +11,7 @@ import httpx
 from fhs.errors import FHSError, UpstreamError, UpstreamTimeout
 from fhs.identity.keys import FHSKeyring
 from fhs.identity.schemas import Principal
+from fhs.observability import REQUEST_ID
 from fhs.peering import service as peers_service
 from fhs.peering.messages import sign_request
 from fhs.store.base import Store
@@ -72,7 +73,8 @@ class PeerClient:
         token = sign_request(
             self._keyring(), me=self._me, peer=peer_id, method=method, path=path, body=body, extra=claims
         )
-        out = [*(headers or []), (ASSERTION_HEADER, token)]
+        out = [(n, v) for n, v in headers or [] if n.lower() != "x-request-id"]
+        out += [(ASSERTION_HEADER, token), ("X-Request-Id", REQUEST_ID.get())]
         try:
             return await self._http.request(
                 method, peer["base_url"] + path, content=body, headers=out, timeout=self._timeout_s

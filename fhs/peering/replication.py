@@ -14,12 +14,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from fhs.errors import FHSError
 from fhs.federations.events import now_iso
 from fhs.federations.state import FEDERATIONS, events_log, load_state
 from fhs.identity.keys import FHSKeyring
+from fhs.observability import REPLICATION_LAST_OK_AGE, REPLICATION_PENDING
 from fhs.peering import server
 from fhs.peering.messages import sign_event
 from fhs.peering.outbox import OUTBOX, outbox_key
@@ -231,3 +233,19 @@ class Replication:
                 )
             )
         return result
+
+
+async def record_replication_metrics(runtime: Runtime) -> None:
+    """Set the replication gauges (pending events, age of the last successful sync) per peer."""
+    pending: dict[str, int] = {}
+    last_ok: dict[str, float] = {}
+    for sync in await runtime.replication.status():
+        for link in sync.links:
+            pending[link.peer] = pending.get(link.peer, 0) + link.pending
+            if link.last_ok:
+                age = time.time() - datetime.fromisoformat(link.last_ok).timestamp()
+                last_ok[link.peer] = min(age, last_ok.get(link.peer, age))
+    for peer, count in pending.items():
+        REPLICATION_PENDING.labels(peer).set(count)
+    for peer, age in last_ok.items():
+        REPLICATION_LAST_OK_AGE.labels(peer).set(age)

@@ -3,7 +3,6 @@ request assertion signed by a peer FHS)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
@@ -13,6 +12,7 @@ from fhs.dependencies import RuntimeDep
 from fhs.errors import FHSError, InvalidInput
 from fhs.invocation import service as invocation_service
 from fhs.monitoring import service as monitoring_service
+from fhs.observability import REQUEST_ID
 from fhs.peering import server
 from fhs.peering.client import ASSERTION_HEADER
 from fhs.peering.schemas import CommandForward, EventBatch
@@ -126,7 +126,7 @@ async def invoke(fid: FedId, sid: ServiceId, path: str, request: Request, runtim
         "invoke",
         server.invocation_principal(runtime, peer_id=peer, fid=fid, claims=claims),
     )
-    request_id = (request.headers.get("x-request-id") or uuid.uuid4().hex)[:64]
+    request_id = REQUEST_ID.get()
     result = await invocation_service.invoke_here(
         runtime=runtime,
         fid=fid,

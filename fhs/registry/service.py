@@ -17,6 +17,7 @@ from fhs.federations.events import now_iso
 from fhs.federations.state import FederationState, load_state
 from fhs.identity.schemas import Principal
 from fhs.ids import new_service_id
+from fhs.observability import DECISIONS
 from fhs.policy.service import Decision, MemberFacts, ServiceFacts, decide, decide_many, validate_policy
 from fhs.proxy.ssrf import validate_endpoint_url
 from fhs.registry.schemas import PolicySpec, ServiceCreate, ServiceRead, ServiceUpdate
@@ -166,6 +167,7 @@ async def delete(*, runtime: Runtime, fid: str, sid: str, principal: Principal) 
 def _decision_entry(
     principal: Principal, action: str, sid: str, decision: Decision, allowed: bool, via: str | None = None
 ) -> dict[str, Any]:
+    DECISIONS.labels(action, "allow" if allowed else "deny").inc()
     details: dict[str, Any] = {"errors": list(decision.errors)} if decision.errors else {}
     if via:
         details["via"] = via

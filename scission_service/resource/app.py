@@ -8,8 +8,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fhs.app import install_error_handlers
+from fhs.observability import BENCHMARK_JOBS, ObservabilityMiddleware
 from scission_service.resource.auth import InvocationAuthMiddleware, InvocationVerifier
 from scission_service.resource.link import LinkEmulator
 from scission_service.resource.router import router
@@ -68,7 +71,15 @@ def create_resource_app(
     app.state.verifier = None
     install_error_handlers(app, fhs_errors=False)
     app.add_middleware(InvocationAuthMiddleware)
+    app.add_middleware(ObservabilityMiddleware, name="resource")
     app.include_router(router)
+
+    @app.get("/metrics", tags=["public"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus metrics (no token needed): requests, benchmark jobs by status, segment compute time."""
+        for status, count in app.state.service.jobs.status_counts().items():
+            BENCHMARK_JOBS.labels(status).set(count)
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["public"])
     async def healthz() -> dict[str, str]:

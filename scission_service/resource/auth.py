@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 MAX_JWKS_BYTES = 256 * 1024
 MAX_AUTHORIZATION_BYTES = 16 * 1024
-OPEN_PATHS = frozenset({"/healthz"})
+OPEN_PATHS = frozenset({"/healthz", "/metrics"})
+"""Liveness and Prometheus metrics: keep the node on a private network (docs/deployment.md)."""
 
 
 class InvocationVerifier:

@@ -154,6 +154,12 @@ class BenchmarkJobs:
 
     # --- jobs --------------------------------------------------------------------------------------
 
+    def status_counts(self) -> dict[str, int]:
+        """How many remembered jobs are in each status (for metrics)."""
+        with self._lock:
+            statuses = [job.status for job in self._jobs.values()]
+        return {status: statuses.count(status) for status in set(statuses)}
+
     def get(self, job_id: str) -> BenchmarkJob:
         """The job ``job_id`` (404 when unknown or already forgotten)."""
         with self._lock:

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from fhs.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from fhs.observability import SEGMENT_SECONDS
 from scission_service.benchmark_data import BenchmarkData, ResourceDescriptor
 from scission_service.benchmarking import (
     benchmark_model,
@@ -350,6 +351,7 @@ class ResourceService:
                 served.model, first_block=first_block, last_block=last_block, inputs=array
             )
             seconds = self._emulate_slower_hardware(seconds)
+            SEGMENT_SECONDS.observe(seconds)
         except SegmentError as exc:
             raise InvalidInput(str(exc)) from None
         if isinstance(output, list):
