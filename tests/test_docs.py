@@ -60,11 +60,16 @@ def test_every_fhs_route_is_listed_with_the_credential_it_needs(generator: Modul
     assert documented["/.well-known/jwks.json"] == {"none"}
 
 
-def test_resource_routes_need_an_invocation_token_except_health(rendered: str) -> None:
+def test_resource_routes_need_an_invocation_token_except_open_paths(rendered: str) -> None:
+    from scission_service.resource.auth import OPEN_PATHS
+
     resource = rendered.split("## Resource service", 1)[1]
     documented = _documented(resource)
-    assert documented.pop("/healthz") == {"none"}
-    assert documented and all(creds == {"invocation token"} for creds in documented.values())
+    assert "/healthz" in OPEN_PATHS
+    for path in OPEN_PATHS:
+        assert documented.pop(path) == {"none"}, path
+    assert "/segments/{model}/run" in documented
+    assert all(creds == {"invocation token"} for creds in documented.values())
 
 
 def test_check_mode_reports_a_stale_file(

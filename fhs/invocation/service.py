@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode
 
 from fhs.audit import service as audit_service
 from fhs.errors import FHSError, NotFound
@@ -18,6 +19,7 @@ from fhs.federations.commands import require_member
 from fhs.federations.state import load_state
 from fhs.identity.invocation import InvocationToken
 from fhs.identity.schemas import Principal
+from fhs.identity.validation import ACCESS_TOKEN_QUERY
 from fhs.observability import PROXY_SECONDS
 from fhs.proxy.service import Headers, ProxiedResponse, forward, header_pairs, read_body, strip_caller_headers
 from fhs.registry import service as registry_service
@@ -67,6 +69,16 @@ async def _audited(
                 },
             )
         ],
+    )
+
+
+def without_credentials(query: str) -> str:
+    """The query string without an ``access_token`` parameter (a member's JWT never travels upstream)."""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return (
+        query
+        if not any(k == ACCESS_TOKEN_QUERY for k, _ in pairs)
+        else urlencode([(k, v) for k, v in pairs if k != ACCESS_TOKEN_QUERY])
     )
 
 
@@ -133,6 +145,7 @@ async def invoke(
 ) -> ProxiedResponse:
     """Invoke service ``sid`` of federation ``fid`` as ``principal``, here or through the owning peer FHS."""
     me = runtime.settings.fhs_id
+    query = without_credentials(query)
     state = await load_state(store=runtime.store, fid=fid)
     require_member(state, principal, me)
     service = state.services.get(sid)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from fhs.audit import service as audit_service
 from fhs.commands import run_command
-from fhs.errors import Forbidden, NotFound
+from fhs.errors import FHSError, Forbidden, NotFound
 from fhs.federations.commands import require_member
 from fhs.federations.events import now_iso
 from fhs.federations.state import FederationState, load_state
@@ -116,9 +116,10 @@ async def register(*, runtime: Runtime, fid: str, principal: Principal, body: Se
             args=service,
             extra_ops=[endpoint_put],
         )
-    except Exception:
-        await runtime.store.write([Delete(endpoints_collection(fid), sid)])  # forwarded and refused: undo
-        raise
+    except FHSError as exc:
+        if exc.status_code < 500:  # refused (at the home, or here): nothing was registered, undo
+            await runtime.store.write([Delete(endpoints_collection(fid), sid)])
+        raise  # 502/504: the home may have committed it; keep the endpoint so the service works if it did
     return to_read(service, principal, endpoint)
 
 

@@ -182,3 +182,12 @@ async def test_revoking_a_member_removes_the_services_it_owns(world: World) -> N
         await c.get(f"/member/v1/federations/{world.fid}/services", headers=world.headers("alice"))
     )
     assert services == []
+
+
+async def test_a_token_in_the_query_string_is_not_forwarded(world: World) -> None:
+    token = world.headers("carol")["Authorization"].removeprefix("Bearer ")
+    response = await world.fhs.client.get(
+        f"/member/v1/federations/{world.fid}/services/{world.sid}/invoke/x?access_token={token}&keep=1"
+    )
+    echoed = await ok(response)
+    assert echoed["query"] == "keep=1" and token not in str(echoed)
