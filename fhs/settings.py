@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     sync_interval_s: float = Field(2.0, gt=0)
     """How often the replication loop pushes and pulls federation events (it also runs after each write)."""
     peer_timeout_s: float = Field(15.0, gt=0)
+    peer_key_refresh_s: float = Field(30.0, gt=0)
+    """How often peers' signed key sets are fetched (and the least time between refreshes on an unknown kid);
+    keep it below the publish delay of key rotations."""
 
     @field_validator("allowed_algorithms")
     @classmethod

@@ -209,7 +209,9 @@ class LocalFederation:
         if domain.store_url:
             args += ["--store-url", domain.store_url]
         domain.processes["fhs"] = self._spawn(
-            args, domain.data_dir / "fhs.log", env={"FHS_SYNC_INTERVAL_S": "0.5", **(env or {})}
+            args,
+            domain.data_dir / "fhs.log",
+            env={"FHS_SYNC_INTERVAL_S": "0.5", "FHS_PEER_KEY_REFRESH_S": "2", **(env or {})},
         )
         wait_ready(
             f"{domain.fhs_url}/readyz", process=domain.processes["fhs"], log=domain.data_dir / "fhs.log"

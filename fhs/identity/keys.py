@@ -262,6 +262,17 @@ class FHSKeyring:
             dict(claims), key.private_key, algorithm=KEY_ALGORITHM, headers={"kid": key.kid, "typ": typ}
         )
 
+    def sign_with_each(self, claims: Mapping[str, Any], *, typ: str) -> list[str]:
+        """One compact JWS over ``claims`` per published key (whoever pinned any of them can check one)."""
+        now = self._clock()
+        published = [k for k in self._keys if k.expires_at is None or k.expires_at > now]
+        return [
+            jwt.encode(
+                dict(claims), k.private_key, algorithm=KEY_ALGORITHM, headers={"kid": k.kid, "typ": typ}
+            )
+            for k in published
+        ]
+
     def rotate(self, *, overlap_s: float, publish_delay_s: float = 60.0) -> str:
         """Add a new key that signs after ``publish_delay_s``; the old one stays published ``overlap_s`` more.
 

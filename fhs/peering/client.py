@@ -117,9 +117,10 @@ class PeerClient:
         result = await self._json(peer_id, "GET", f"/fhs/v1/federations/{fid}/events?after={after}")
         return [str(e) for e in result["events"]]
 
-    async def fetch_keys(self, *, peer_id: str) -> str:
-        """The peer's key set, signed by one of its keys."""
-        return str((await self._json(peer_id, "GET", "/fhs/v1/keys"))["signed_jwks"])
+    async def fetch_keys(self, *, peer_id: str) -> list[str]:
+        """The peer's key set, signed once with each of its published keys."""
+        signed = (await self._json(peer_id, "GET", "/fhs/v1/keys"))["signed_jwks"]
+        return [str(token) for token in signed] if isinstance(signed, list) else [str(signed)]
 
     async def fetch_monitoring(self, *, peer_id: str, fid: str) -> dict[str, Any]:
         """The peer's counters for one federation."""

@@ -116,33 +116,39 @@ def verify_event(token: str, *, jwks: Mapping[str, Any], origin: str) -> dict[st
     return event
 
 
-def sign_keys(keyring: FHSKeyring, *, me: str) -> str:
-    """This FHS's current JWKS, signed with its current key."""
+def sign_keys(keyring: FHSKeyring, *, me: str) -> list[str]:
+    """This FHS's current JWKS, signed once with each published key (old, current and next)."""
     now = int(time.time())
-    return keyring.sign(
-        {
-            "iss": me,
-            "iat": now,
-            "exp": now + KEYS_TTL_S,
-            "jti": secrets.token_urlsafe(12),
-            "jwks": keyring.jwks(),
-        },
-        typ=KEYS_TYP,
-    )
+    claims = {
+        "iss": me,
+        "iat": now,
+        "exp": now + KEYS_TTL_S,
+        "jti": secrets.token_urlsafe(12),
+        "jwks": keyring.jwks(),
+    }
+    return keyring.sign_with_each(claims, typ=KEYS_TYP)
 
 
-def verify_keys(token: str, *, jwks: Mapping[str, Any], peer: str, leeway: float) -> dict[str, Any]:
-    """A peer's new JWKS, accepted only when signed by a key already pinned for that peer."""
-    claims = verify_pinned_jwt(
-        token,
-        jwks=jwks,
-        typ=KEYS_TYP,
-        issuer=peer,
-        audience=None,
-        leeway=leeway,
-        max_lifetime_s=KEYS_TTL_S * 2,
-        what="peer key set",
-    )
+def verify_keys(tokens: list[str], *, jwks: Mapping[str, Any], peer: str, leeway: float) -> dict[str, Any]:
+    """A peer's new JWKS, accepted only if one of its signatures is by a key already pinned for that peer."""
+    claims: dict[str, Any] | None = None
+    for token in tokens[:8]:
+        try:
+            claims = verify_pinned_jwt(
+                token,
+                jwks=jwks,
+                typ=KEYS_TYP,
+                issuer=peer,
+                audience=None,
+                leeway=leeway,
+                max_lifetime_s=KEYS_TTL_S * 2,
+                what="peer key set",
+            )
+            break
+        except Unauthenticated:
+            continue
+    if claims is None:
+        raise Unauthenticated("no signature on the peer's key set is by a key pinned for it; re-pin its keys")
     new = claims.get("jwks")
     if not isinstance(new, dict) or not isinstance(new.get("keys"), list) or not new["keys"]:
         raise Unauthenticated("peer key set is empty or malformed")

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 PULLS = "pulls"
 PUSH_BATCH = 200
 MAX_BACKOFF_S = 30.0
-KEY_REFRESH_EVERY_S = 30.0
 
 
 class Replication:
@@ -80,7 +79,7 @@ class Replication:
         await self._reload_keyring()
         await self.push_all()
         await self.pull_all()
-        if time.monotonic() - self._last_key_refresh > KEY_REFRESH_EVERY_S:
+        if time.monotonic() - self._last_key_refresh > self._runtime.settings.peer_key_refresh_s:
             self._last_key_refresh = time.monotonic()
             await self._refresh_all_peer_keys()
             await self._purge_seen_assertions()

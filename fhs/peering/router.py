@@ -61,8 +61,8 @@ async def _audited(runtime: Runtime, peer: str, fid: str, action: str, call: Any
 
 
 @router.get("/keys")
-async def keys(runtime: RuntimeDep) -> dict[str, str]:
-    """This FHS's JWKS, signed with its current key."""
+async def keys(runtime: RuntimeDep) -> dict[str, list[str]]:
+    """This FHS's JWKS, signed with each of its published keys."""
     return server.signed_keys(runtime)
 
 

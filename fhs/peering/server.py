@@ -27,14 +27,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SEEN_ASSERTIONS = "peer_jti"
-KEY_REFRESH_COOLDOWN_S = 30.0
 MAX_EVENTS_PER_PULL = 500
 
 
 async def refresh_peer_keys(runtime: Runtime, peer_id: str, *, force: bool = False) -> bool:
     """Fetch a peer's signed key set and pin it if one of its pinned keys signed it (once per cooldown)."""
     last = runtime.key_refreshes.get(peer_id, 0.0)
-    if not force and time.monotonic() - last < KEY_REFRESH_COOLDOWN_S:
+    if not force and time.monotonic() - last < runtime.settings.peer_key_refresh_s:
         return False
     runtime.key_refreshes[peer_id] = time.monotonic()
     peer = await peers_service.get_peer(store=runtime.store, fhs_id=peer_id)
@@ -227,8 +226,8 @@ async def invocation_principal(
     return Principal(issuer=str(member["iss"]), subject=str(member["sub"]))
 
 
-def signed_keys(runtime: Runtime) -> dict[str, str]:
-    """This FHS's JWKS signed with its current key (peers pin rotated keys from this)."""
+def signed_keys(runtime: Runtime) -> dict[str, list[str]]:
+    """This FHS's JWKS signed with each published key (peers pin rotated keys from this)."""
     return {"signed_jwks": sign_keys(runtime.keyring, me=runtime.settings.fhs_id)}
 
 

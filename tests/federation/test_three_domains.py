@@ -357,6 +357,41 @@ def _exported_keyring(domain: Domain) -> dict[str, Any]:
     return asyncio.run(read())
 
 
+def test_a_rotated_key_reaches_the_peers_before_it_signs_and_replication_goes_on(world: World) -> None:
+    a = world.a
+    rotated = call(
+        "POST",
+        f"{a.fhs_url}/operator/v1/keys/rotate",
+        headers=a.operator,
+        expect=200,
+        json_body={"publish_delay_s": 6, "overlap_s": 120},
+    )
+    new_kid = rotated["next_kid"]
+    published = call("GET", f"{a.fhs_url}/.well-known/jwks.json")
+    assert new_kid in {k["kid"] for k in published["keys"]} and len(published["keys"]) == 2
+    for peer in (world.b, world.c):  # without any manual step, before the new key signs anything
+        deadline = time.monotonic() + 6
+        while new_kid not in {
+            k
+            for p in call("GET", f"{peer.fhs_url}/operator/v1/peers", headers=peer.operator)
+            if p["fhs_id"] == "fhs-a"
+            for k in p["kids"]
+        }:
+            assert time.monotonic() < deadline, f"{peer.fhs_id} did not pin the rotated key in time"
+            time.sleep(0.2)
+    time.sleep(6.5)  # now the new key signs
+    call(
+        "POST",
+        world.url(a, "/attributes"),
+        headers=a.member("alice"),
+        json_body={"name": "after-rotation"},
+        expect=201,
+    )
+    world.converge()
+    at_b = call("GET", world.url(world.b, "/attributes"), headers=world.b.member("bob"), expect=200)
+    assert "after-rotation" in {x["name"] for x in at_b}
+
+
 # -- faults (last: they stop processes) ---------------------------------------------------------------
 
 
