@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
 import threading
 import time
 import uuid
@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from fhs.app import create_app
+from fhs.devtools.cluster import free_port
 from fhs.ids import member_id
 from fhs.settings import Settings
 
@@ -124,17 +125,8 @@ class RunningFHS:
         await self.lifespan.__aexit__(None, None, None)
 
 
-@dataclass
-class EchoUpstream:
-    """A real HTTP service on loopback that records what it received and echoes it back."""
-
-    url: str
-    received: list[dict[str, Any]]
-
-
 async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
+    """Answer with what was received, raw headers included (the tests check what the FHS forwarded)."""
     body = b""
     while True:
         message = await receive()
@@ -148,33 +140,15 @@ async def _echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "headers": {k.decode().lower(): v.decode() for k, v in scope["headers"]},
         "body": body.decode("utf-8", "replace"),
     }
-    scope["app_state"]["received"].append(record)
-    payload = json.dumps(record).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [(b"content-type", b"application/json"), (b"set-cookie", b"s=1")],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    headers = [(b"content-type", b"application/json"), (b"set-cookie", b"s=1")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(record).encode()})
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def echo_upstream() -> Iterator[EchoUpstream]:
-    """Start the echo service in a thread (uvicorn on a free loopback port)."""
-    received: list[dict[str, Any]] = []
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await _echo_app({**scope, "app_state": {"received": received}}, receive, send)
-
-    port = _free_port()
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port; yield its base URL."""
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )
@@ -183,10 +157,26 @@ def echo_upstream() -> Iterator[EchoUpstream]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert server.started, "echo upstream did not start"
-    yield EchoUpstream(url=f"http://127.0.0.1:{port}/echo", received=received)
-    server.should_exit = True
-    thread.join(timeout=5)
+    assert server.started, "the loopback test server did not start"
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+
+@dataclass
+class EchoUpstream:
+    """A real HTTP service on loopback that echoes what it received."""
+
+    url: str
+
+
+@pytest.fixture(scope="session")
+def echo_upstream() -> Iterator[EchoUpstream]:
+    """The echo service, for the whole session."""
+    with serve_in_thread(_echo_app) as base:
+        yield EchoUpstream(url=f"{base}/echo")
 
 
 EDGE_ONLY = {"any_of": ["edge-users"]}

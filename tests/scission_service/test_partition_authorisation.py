@@ -10,20 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fhs.devtools.cluster import free_port
 from scission_service.benchmark_data import BenchmarkData, BlockTiming, ResourceDescriptor
-from tests.fhs.conftest import LocalIdP, RunningFHS
+from tests.fhs.conftest import LocalIdP, RunningFHS, serve_in_thread
 
 ATTRIBUTES = ["red", "green", "blue"]
 TIERS = ["device", "edge", "cloud", "edge", "cloud", "device"]
@@ -69,18 +65,8 @@ async def _stand_in(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture(scope="module")
 def resources_url() -> Iterator[str]:
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(_stand_in, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}/r"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serve_in_thread(_stand_in) as base:
+        yield f"{base}/r"
 
 
 @pytest.fixture(scope="module")
