@@ -30,36 +30,13 @@ import time
 from pathlib import Path
 
 import httpx
+from _common import percentile
 
-from fhs.devtools.cluster import Domain, LocalFederation, call
+from fhs.devtools.cluster import Domain, LocalFederation, call, converge
 from fhs.ids import member_id, member_key
 
 FLAG = "bench-flag"
 ROUND_TIMEOUT_S = 30.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q`` quantile of ``values`` (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
-
-
-def converge(domains: list[Domain], fid: str, timeout_s: float = 30.0) -> None:
-    """Wait until every FHS reports the same sequence and state hash for ``fid``."""
-    deadline = time.monotonic() + timeout_s
-    seen: set[tuple[int, str]] = set()
-    while time.monotonic() < deadline:
-        seen = set()
-        for domain in domains:
-            status = call(
-                "GET", f"{domain.fhs_url}/operator/v1/replication", headers=domain.operator, expect=200
-            )
-            sync = {s["federation"]: s for s in status}.get(fid)
-            seen.add((sync["seq"], sync["state_hash"]) if sync else (-1, ""))
-        if len(seen) == 1:
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"the FHSs did not converge on federation {fid} in {timeout_s:.0f} s: {seen}")
 
 
 class Bench:

@@ -286,3 +286,21 @@ def call(
         if response.content and "json" in response.headers.get("content-type", "")
         else (json.loads(response.text) if response.text.startswith(("{", "[")) else response.text)
     )
+
+
+def converge(domains: list[Domain], fid: str, timeout_s: float = 30.0) -> str:
+    """Wait until every FHS reports the same sequence and state hash for ``fid``; return the hash."""
+    deadline = time.monotonic() + timeout_s
+    seen: set[tuple[int, str]] = set()
+    while time.monotonic() < deadline:
+        seen = set()
+        for domain in domains:
+            status = call(
+                "GET", f"{domain.fhs_url}/operator/v1/replication", headers=domain.operator, expect=200
+            )
+            sync = {s["federation"]: s for s in status}.get(fid)
+            seen.add((sync["seq"], sync["state_hash"]) if sync else (-1, ""))
+        if len(seen) == 1:
+            return next(iter(seen))[1]
+        time.sleep(0.1)
+    raise RuntimeError(f"the FHSs did not converge on federation {fid} in {timeout_s:.0f} s: {sorted(seen)}")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fhs.devtools.cluster import Domain, LocalFederation, call, free_port, wait_ready
+from fhs.devtools.cluster import Domain, LocalFederation, call, converge, free_port, wait_ready
 from fhs.identity.keys import FHSKeyring
 from fhs.ids import member_id
 from fhs.peering.messages import sign_event, sign_request
@@ -42,13 +42,7 @@ class World:
 
     def converge(self, timeout_s: float = 30.0) -> str:
         """Wait until the three FHSs report the same sequence and state hash; return the hash."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            states = [self.replication(d) for d in (self.a, self.b, self.c)]
-            if len({(s["seq"], s["state_hash"]) for s in states}) == 1:
-                return str(states[0]["state_hash"])
-            time.sleep(0.2)
-        raise AssertionError(f"no convergence: {[(s['seq'], s['state_hash']) for s in states]}")
+        return converge([self.a, self.b, self.c], self.fid, timeout_s=timeout_s)
 
 
 def _echo(cluster: LocalFederation, domain: Domain) -> str:
