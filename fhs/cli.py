@@ -10,6 +10,7 @@ import json
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -114,7 +115,7 @@ def serve(
     from fhs.app import create_app
 
     try:
-        overrides = {"proxy_allowlist": list(allowlist)} if allowlist else {}
+        overrides: dict[str, Any] = {"proxy_allowlist": list(allowlist)} if allowlist else {}
         settings = Settings(
             fhs_id=fhs_id,
             host=host,

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from scission_service.benchmark_data import (
     BenchmarkData,
     BenchmarkDataError,
+    Tier,
     dump_benchmark_data,
     load_benchmark_data,
 )
@@ -115,8 +116,8 @@ def _parse_cap(text: str) -> ComputeCap:
     except ValueError:
         _usage(f"--compute-cap {text!r}: {value!r} is not a number")
     if value.endswith("%"):
-        return ComputeCap(tier=tier, max_percent=number)  # type: ignore[arg-type]
-    return ComputeCap(tier=tier, max_seconds=number)  # type: ignore[arg-type]
+        return ComputeCap(tier=tier, max_percent=number)
+    return ComputeCap(tier=tier, max_seconds=number)
 
 
 def _parse_upload(text: str) -> tuple[str, float]:
@@ -368,14 +369,30 @@ def import_command(bench_dir: Path, out_dir: Path, input_bytes: int) -> None:
     for system in systems:
         for model in system.benchmarks:
             target = out_dir / model / f"{system.tier}-{system.name}.json"
-            _guard(lambda t=target: t.parent.mkdir(parents=True, exist_ok=True))
+
+            def make_parent(t: Path = target) -> None:
+                t.parent.mkdir(parents=True, exist_ok=True)
+
+            _guard(make_parent)
             data = to_benchmark_data(system, model, input_bytes=input_bytes)
-            _guard(lambda t=target, d=data: dump_benchmark_data(d, t))
+
+            def write_data(t: Path = target, d: BenchmarkData = data) -> None:
+                dump_benchmark_data(d, t)
+
+            _guard(write_data)
             written += 1
     for csv_path in sorted(bench_dir.glob("*.csv")):
-        links = _guard(lambda p=csv_path: read_network_csv(p))
+
+        def read_links(p: Path = csv_path) -> dict[tuple[str, str], Link]:
+            return read_network_csv(p)
+
+        links = _guard(read_links)
         target = out_dir / f"{csv_path.stem}.links.json"
-        _guard(lambda t=target, ln=links: t.write_text(json.dumps(links_document(ln), indent=2) + "\n"))
+
+        def write_links(t: Path = target, ln: dict[tuple[str, str], Link] = links) -> int:
+            return t.write_text(json.dumps(links_document(ln), indent=2) + "\n")
+
+        _guard(write_links)
     click.echo(f"wrote {written} BenchmarkData files for {len(systems)} systems to {out_dir}")
 
 
@@ -390,7 +407,7 @@ def import_command(bench_dir: Path, out_dir: Path, input_bytes: int) -> None:
 @click.option("--tier", type=click.Choice(TIERS), default="device", show_default=True)
 @click.option("--name", help="resource name (default: host name)")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup: int, tier: str,
+def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup: int, tier: Tier,
                       name: str | None, out_file: Path) -> None:  # fmt: skip
     """Benchmark every block of MODEL (application name or .keras file) on this machine."""
     import socket

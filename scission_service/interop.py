@@ -16,7 +16,7 @@ import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from scission_service.benchmark_data import BenchmarkData, BlockTiming, ResourceDescriptor
 from scission_service.planner import (
@@ -31,6 +31,7 @@ from scission_service.planner import (
     PlanResult,
     plan_partitions,
 )
+from scission_service.planner.problem import Tier
 
 MAX_DAT_BYTES = 64 * 1024 * 1024
 MAX_CSV_BYTES = 4 * 1024 * 1024
@@ -98,7 +99,7 @@ class ScissionBlock:
 class ScissionSystem:
     """One ``<tier>-<name>.dat`` file: a system's per-model block benchmarks."""
 
-    tier: str
+    tier: Tier
     name: str
     benchmarks: dict[str, list[ScissionBlock]] = field(default_factory=dict)
 
@@ -123,7 +124,7 @@ def load_scission_dat(data: bytes, *, origin: str = "<bytes>") -> dict[str, list
     for model, records in raw.items():
         if not isinstance(model, str) or not isinstance(records, list) or not records:
             raise ScissionFormatError(f"{origin}: model {model!r} must map to a non-empty list of records")
-        blocks = []
+        blocks: list[ScissionBlock] = []
         for pos, rec in enumerate(records):
             if not isinstance(rec, LayerBenchmarkRecord):
                 raise ScissionFormatError(f"{origin}: {model} entry {pos} is not a LayerBenchmark record")
@@ -165,8 +166,9 @@ def read_scission_folder(folder: Path) -> list[ScissionSystem]:
             raise ScissionFormatError(f"{path.name}: expected <device|edge|cloud>-<name>.dat")
         if path.stat().st_size > MAX_DAT_BYTES:
             raise ScissionFormatError(f"{path.name}: larger than {MAX_DAT_BYTES} bytes")
+        valid_tier = cast(Tier, tier.lower())  # checked against TIERS above
         systems.append(
-            ScissionSystem(tier.lower(), name, load_scission_dat(path.read_bytes(), origin=path.name))
+            ScissionSystem(valid_tier, name, load_scission_dat(path.read_bytes(), origin=path.name))
         )
     if not systems:
         raise ScissionFormatError(f"{folder}: no <tier>-<name>.dat benchmark files")
@@ -215,7 +217,7 @@ def to_benchmark_data(system: ScissionSystem, model: str, *, input_bytes: int = 
     """Convert one system's benchmark of ``model`` into our BenchmarkData (times are Scission's means)."""
     blocks = system.benchmarks[model]
     return BenchmarkData(
-        resource=ResourceDescriptor(name=system.name, tier=system.tier),  # type: ignore[arg-type]
+        resource=ResourceDescriptor(name=system.name, tier=system.tier),
         model_name=model,
         model_digest=scission_model_digest(model, blocks),
         input_bytes=input_bytes,
@@ -324,8 +326,8 @@ def parse_time_cap(text: str | None, *, tier: str) -> ComputeCap | None:
     if not (math.isfinite(value) and value >= 0):
         raise PredictUsageError(f"--{tier}-time {text!r}: must be a finite number >= 0")
     if percent:
-        return ComputeCap(tier=tier, max_percent=value)  # type: ignore[arg-type]
-    return ComputeCap(tier=tier, max_seconds=value)  # type: ignore[arg-type]
+        return ComputeCap(tier=tier, max_percent=value)
+    return ComputeCap(tier=tier, max_seconds=value)
 
 
 def scission_problem(systems: list[ScissionSystem], links: Mapping[tuple[str, str], Link], model: str, *,
@@ -347,7 +349,7 @@ def scission_problem(systems: list[ScissionSystem], links: Mapping[tuple[str, st
     resources = tuple(
         PlannerResource(
             id=s.name,
-            tier=s.tier,  # type: ignore[arg-type]
+            tier=s.tier,
             block_times_s=tuple(b.seconds for b in s.benchmarks[model]),
             output_bytes=tuple(b.output_size for b in s.benchmarks[model]),
         )  # fmt: skip
@@ -364,30 +366,40 @@ def scission_query(problem: PlanningProblem, options: PredictOptions) -> PlanQue
     if options.result_count < 1:
         raise PredictUsageError("--result-count must be at least 1")
     exclude: list[str] = []
-    require_tiers: list[str] = []
-    forbid_tiers: list[str] = []
+    require_tiers: list[Tier] = []
+    forbid_tiers: list[Tier] = []
     pins: list[Pin] = []
     caps: list[ComputeCap] = []
     upload: dict[str, float] = {}
     by_tier = {tier: [r.id for r in problem.resources if r.tier == tier] for tier in TIERS}
-    for tier, text in (("device", options.device), ("edge", options.edge), ("cloud", options.cloud)):
+    criteria: tuple[tuple[Tier, str | None], ...] = (
+        ("device", options.device),
+        ("edge", options.edge),
+        ("cloud", options.cloud),
+    )
+    for tier, text in criteria:
         crit = parse_criteria(text, tier=tier)
         for layer in crit.layers_in:
             if layer == -1:
                 forbid_tiers.append(tier)
             else:
-                pins.append(Pin(layer=layer, tier=tier))  # type: ignore[arg-type]
+                pins.append(Pin(layer=layer, tier=tier))
         for layer in crit.layers_out:
             if layer == -1:
                 require_tiers.append(tier)
             else:
-                pins.append(Pin(layer=layer, tier=tier, forbid=True))  # type: ignore[arg-type]
+                pins.append(Pin(layer=layer, tier=tier, forbid=True))
         if crit.names_in:
             exclude += [rid for rid in by_tier[tier] if rid not in crit.names_in]
-        exclude += list(crit.names_out)
+        # `!NAME` filters this tier's system only: naming another tier's system leaves that one usable there
+        exclude += [name for name in crit.names_out if name in by_tier[tier]]
         if crit.names_in or crit.names_out:
             require_tiers.append(tier)
-    for tier, mb in (("device", options.device_upload_mb), ("edge", options.edge_upload_mb)):
+    uploads: tuple[tuple[Tier, float | None], ...] = (
+        ("device", options.device_upload_mb),
+        ("edge", options.edge_upload_mb),
+    )
+    for tier, mb in uploads:
         if mb is not None:
             if not (math.isfinite(mb) and mb >= 0):
                 raise PredictUsageError(f"--{tier}-upload {mb!r}: must be a finite number of MB >= 0")
@@ -402,8 +414,8 @@ def scission_query(problem: PlanningProblem, options: PredictOptions) -> PlanQue
             caps.append(cap)
     return PlanQuery(
         top=min(options.result_count, 1000), exclude_resources=list(dict.fromkeys(exclude)),
-        require_tiers=list(dict.fromkeys(require_tiers)),  # type: ignore[arg-type]
-        forbid_tiers=list(dict.fromkeys(forbid_tiers)),  # type: ignore[arg-type]
+        require_tiers=list(dict.fromkeys(require_tiers)),
+        forbid_tiers=list(dict.fromkeys(forbid_tiers)),
         pins=pins, upload_caps_bytes=upload, compute_caps=caps,
     )  # fmt: skip
 
@@ -413,7 +425,8 @@ def scission_line(rank: int, plan_index: int, result: PlanResult) -> str:
     plan = result.plans[plan_index]
     by_tier = {seg.tier: seg for seg in plan.segments}
     parts = []
-    for tier, label in (("device", "Device"), ("edge", "Edge"), ("cloud", "Cloud")):
+    columns: tuple[tuple[Tier, str], ...] = (("device", "Device"), ("edge", "Edge"), ("cloud", "Cloud"))
+    for tier, label in columns:
         seg = by_tier.get(tier)
         if tier == "device":
             name = plan.source

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from rich.console import Console
 from rich.table import Table
@@ -27,7 +27,17 @@ from rich.table import Table
 from fhs.devtools.cluster import LocalFederation, call, free_port, wait_ready
 
 MODEL = "mnv2"
-APPLICATION = {"application": "mobilenetv2", "alpha": 0.35, "input_shape": [96, 96, 3]}
+
+
+class _Application(TypedDict):
+    """The demo's model spec, as sent to the resource nodes."""
+
+    application: str
+    alpha: float
+    input_shape: list[int]
+
+
+APPLICATION: _Application = {"application": "mobilenetv2", "alpha": 0.35, "input_shape": [96, 96, 3]}
 MODEL_SPEC = f"{MODEL}=mobilenetv2:alpha=0.35:input_shape=96x96x3"
 RESOURCES = [
     # name, domain, tier, emulated compute slowdown, emulated uplink, started?

@@ -7,12 +7,15 @@ EdDSA is accepted; ``typ`` separates the kinds of token so one can never be repl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from fhs.errors import Unauthenticated
 from fhs.identity.keys import KEY_ALGORITHM
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 
 class UnknownSigningKey(Unauthenticated):
@@ -57,7 +60,7 @@ def verify_pinned_jwt(
     key = _pinned_key(jwks, header.get("kid"))
     if key is None:
         raise UnknownSigningKey(f"unknown FHS signing key kid={str(header.get('kid'))[:64]!r} for {what}")
-    options: dict[str, Any] = {"require": list(required), "verify_aud": audience is not None}
+    options: Options = {"require": list(required), "verify_aud": audience is not None}
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

@@ -11,6 +11,7 @@ Redis see one consistent store.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -84,18 +85,18 @@ class Store(Protocol):
         """The document at ``collection/key`` or None."""
         ...
 
-    async def list(self, collection: str) -> list[Document]:
+    async def list(self, collection: str) -> builtins.list[Document]:
         """Every document of ``collection``, ordered by key."""
         ...
 
-    async def write(self, ops: Sequence[Op]) -> list[int]:
+    async def write(self, ops: Sequence[Op]) -> builtins.list[int]:
         """Apply ``ops`` atomically; return the sequence numbers of the ``Append`` ops in order.
 
         Raises :class:`fhs.errors.Conflict` (and writes nothing) when a condition fails.
         """
         ...
 
-    async def read_log(self, log: str, *, after: int = 0, limit: int = 1000) -> list[LogEntry]:
+    async def read_log(self, log: str, *, after: int = 0, limit: int = 1000) -> builtins.list[LogEntry]:
         """Entries of ``log`` with ``seq > after``, oldest first, at most ``limit``."""
         ...
 

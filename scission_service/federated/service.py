@@ -216,7 +216,8 @@ async def create_query(
     deadline = time.monotonic() + body.benchmark_timeout_s
     surveys = await asyncio.gather(*(_survey(runtime, fid, principal, s, body, deadline) for s in candidates))
     usable: list[tuple[ServiceRead, BenchmarkData]] = []
-    excluded, missing = [], []
+    excluded: list[ExcludedResource] = []
+    missing: list[ExcludedResource] = []
     for service, (kind, value) in zip(candidates, surveys, strict=True):
         if kind == "ok":
             usable.append((service, value))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
-from scission_service.planner.problem import TIER_RANK, TIERS, PlanningProblem
+from scission_service.planner.problem import TIER_RANK, TIERS, PlannerResource, PlanningProblem, Tier
 from scission_service.planner.query import PlanQuery
 from scission_service.planner.result import HopPlan, Plan, PlanResult, SegmentPlan
 from scission_service.planner.search import INF, Candidate, Prepared, objective_value, search
@@ -141,16 +142,17 @@ def _atoms(query: PlanQuery) -> list[tuple[str, PlanQuery]]:
         rest = query.require_resources[:i] + query.require_resources[i + 1 :]
         atoms.append((f"resource {rid!r} must run a block", without("require_resources", rest)))
     for i, tier in enumerate(query.require_tiers):
-        rest = query.require_tiers[:i] + query.require_tiers[i + 1 :]
-        atoms.append((f"tier {tier} must be used", without("require_tiers", rest)))
+        other_tiers = query.require_tiers[:i] + query.require_tiers[i + 1 :]
+        atoms.append((f"tier {tier} must be used", without("require_tiers", other_tiers)))
     for i, tier in enumerate(query.forbid_tiers):
-        rest = query.forbid_tiers[:i] + query.forbid_tiers[i + 1 :]
-        atoms.append((f"tier {tier} must not be used", without("forbid_tiers", rest)))
+        other_tiers = query.forbid_tiers[:i] + query.forbid_tiers[i + 1 :]
+        atoms.append((f"tier {tier} must not be used", without("forbid_tiers", other_tiers)))
     for i, pin in enumerate(query.pins):
         atoms.append((pin.describe(), without("pins", query.pins[:i] + query.pins[i + 1 :])))
-    for rid, cap in query.upload_caps_bytes.items():
-        rest = {k: v for k, v in query.upload_caps_bytes.items() if k != rid}
-        atoms.append((f"{rid!r} uploads <= {cap:g} bytes per hop", without("upload_caps_bytes", rest)))
+    for rid, upload_cap in query.upload_caps_bytes.items():
+        other_caps = {k: v for k, v in query.upload_caps_bytes.items() if k != rid}
+        label = f"{rid!r} uploads <= {upload_cap:g} bytes per hop"
+        atoms.append((label, without("upload_caps_bytes", other_caps)))
     if query.max_total_transfer_bytes is not None:
         atoms.append(
             (
@@ -209,11 +211,22 @@ def _unknown_resources(problem: PlanningProblem, query: PlanQuery) -> list[str]:
     return sorted(named - known)
 
 
-def evaluate_path(problem: PlanningProblem, query: PlanQuery, cand: Candidate) -> dict[str, object]:
+class _PathCosts(TypedDict):
+    """What :func:`evaluate_path` returns."""
+
+    segments: list[tuple[PlannerResource, int, int, float]]
+    hops: list[HopPlan]
+    compute: float
+    tier_time: dict[Tier, float]
+    transfer_s: float
+    transfer_b: float
+
+
+def evaluate_path(problem: PlanningProblem, query: PlanQuery, cand: Candidate) -> _PathCosts:
     """Canonical costs of a candidate, folded in chain order (shared by the shaping code)."""
     ids = dict(enumerate(problem.resources))
-    segments = []
-    hops = []
+    segments: list[tuple[PlannerResource, int, int, float]] = []
+    hops: list[HopPlan] = []
     compute = 0.0
     tier_time = dict.fromkeys(TIERS, 0.0)
     transfer_s = 0.0
@@ -264,9 +277,9 @@ def evaluate_path(problem: PlanningProblem, query: PlanQuery, cand: Candidate) -
 
 def _shape(problem: PlanningProblem, query: PlanQuery, rank: int, cand: Candidate) -> Plan:
     costs = evaluate_path(problem, query, cand)
-    compute = float(costs["compute"])  # type: ignore[arg-type]
-    transfer_s = float(costs["transfer_s"])  # type: ignore[arg-type]
-    transfer_b = float(costs["transfer_b"])  # type: ignore[arg-type]
+    compute = float(costs["compute"])
+    transfer_s = float(costs["transfer_s"])
+    transfer_b = float(costs["transfer_b"])
     latency = compute + transfer_s
     value = objective_value(query, latency, transfer_b)
     assert value == cand.objective or (math.isnan(value) and math.isnan(cand.objective))
@@ -280,10 +293,10 @@ def _shape(problem: PlanningProblem, query: PlanQuery, rank: int, cand: Candidat
             last_layer=problem.blocks[last].last_layer,
             compute_s=seg_s,
         )  # fmt: skip
-        for res, first, last, seg_s in costs["segments"]  # type: ignore[attr-defined]
+        for res, first, last, seg_s in costs["segments"]
     ]
     return Plan(
         rank=rank, objective_value=value, latency_s=latency, compute_s=compute, transfer_s=transfer_s,
         transfer_bytes=transfer_b, source=problem.resources[cand.source].id, segments=segments,
-        hops=costs["hops"], tier_compute_s=costs["tier_time"],  # type: ignore[arg-type]
+        hops=costs["hops"], tier_compute_s=costs["tier_time"],
     )  # fmt: skip

@@ -309,3 +309,11 @@ def test_bad_predict_arguments_are_usage_errors(scission_dir: Path) -> None:
     for args in (["--device-time", "abc"], ["--result-count", "0"], ["-e", "1,,2"]):
         result = runner.invoke(cli, ["predict", str(scission_dir), "network_stats.csv", "vgg19", *args])
         assert result.exit_code == 2 and "Error" in result.output and "Traceback" not in result.output
+
+
+def test_excluding_another_tiers_system_by_name_only_requires_the_tier(scission_dir: Path) -> None:
+    """`-e '!6700k(NoGPU)'` names a cloud: the original keeps NoGPU clouds usable (found by hypothesis)."""
+    options = PredictOptions(edge="!6700k(NoGPU)", result_count=4, input_mb=0.6)
+    csv_path = scission_dir / "network_stats.csv"
+    ours = [p.latency_s for p in predict(scission_dir, csv_path, "vgg16", options).result.plans]
+    assert ours == [latency for latency, _ in original_predict(scission_dir, csv_path, "vgg16", options)[:4]]
