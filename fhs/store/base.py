@@ -89,10 +89,13 @@ class Store(Protocol):
         """Every document of ``collection``, ordered by key."""
         ...
 
-    async def write(self, ops: Sequence[Op]) -> builtins.list[int]:
+    async def write(self, ops: Sequence[Op], *, durable: bool = True) -> builtins.list[int]:
         """Apply ``ops`` atomically; return the sequence numbers of the ``Append`` ops in order.
 
-        Raises :class:`fhs.errors.Conflict` (and writes nothing) when a condition fails.
+        Raises :class:`fhs.errors.Conflict` (and writes nothing) when a condition fails. ``durable=False``
+        allows the backend to skip flushing to disk for this batch (still atomic, and safe against a crash
+        of the process, but the last such batches may be lost on power loss): for audit entries, never for
+        federation events.
         """
         ...
 

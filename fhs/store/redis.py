@@ -156,8 +156,11 @@ class RedisStore:
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    async def write(self, ops: Sequence[Op]) -> builtins.list[int]:
-        """Apply ``ops`` atomically (one Lua script); return the Append seqs."""
+    async def write(self, ops: Sequence[Op], *, durable: bool = True) -> builtins.list[int]:
+        """Apply ``ops`` atomically (one Lua script); return the Append seqs.
+
+        ``durable`` is accepted for the interface: Redis persistence is the server's configuration.
+        """
         checked = codec.validate_ops(ops)
         if not checked:
             return []

@@ -94,6 +94,9 @@ class SQLiteStore:
         while True:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute(
+                    "PRAGMA synchronous = FULL"
+                )  # every commit reaches the disk unless durable=False
                 conn.execute("PRAGMA foreign_keys = OFF")
                 conn.executescript(_SCHEMA)
                 return
@@ -159,8 +162,11 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------------------
 
-    async def write(self, ops: Sequence[Op]) -> builtins.list[int]:
-        """Apply ``ops`` atomically in one ``BEGIN IMMEDIATE`` transaction; return the Append seqs."""
+    async def write(self, ops: Sequence[Op], *, durable: bool = True) -> builtins.list[int]:
+        """Apply ``ops`` atomically in one ``BEGIN IMMEDIATE`` transaction; return the Append seqs.
+
+        ``durable=False`` commits this transaction with ``synchronous=NORMAL`` (WAL: no fsync per commit).
+        """
         checked = codec.validate_ops(ops)
         if not checked:
             return []
@@ -175,13 +181,19 @@ class SQLiteStore:
                 payloads.append(None)
 
         def apply(conn: sqlite3.Connection) -> builtins.list[int]:
-            conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                seqs = _apply(conn, checked, payloads)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    seqs = _apply(conn, checked, payloads)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
             return seqs
 
         return await self._run(apply)

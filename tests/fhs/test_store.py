@@ -433,3 +433,19 @@ async def test_sqlite_writer_blocked_past_busy_timeout_gets_a_retryable_conflict
     doc = await store.get("c", "k")
     assert doc is not None and doc.value == {"v": 3} and doc.version == 2
     await store.close()
+
+
+async def test_a_non_durable_batch_is_still_atomic_and_visible_to_other_instances(store_url: str) -> None:
+    first, second = open_store(store_url), open_store(store_url)
+    try:
+        with pytest.raises(Conflict):
+            await first.write(
+                [Append("audit", {"n": 1}), Put("d", "k", {"v": 1}, if_version=7)], durable=False
+            )
+        assert await first.read_log("audit") == []
+        assert await first.write([Append("audit", {"n": 1})], durable=False) == [1]
+        await first.write([Put("d", "k", {"v": 2})])  # a durable write after it
+        assert [e.entry for e in await second.read_log("audit")] == [{"n": 1}]
+    finally:
+        await first.close()
+        await second.close()
