@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from fhs.errors import Forbidden, Unauthenticated
+from fhs.identity.operator import is_operator_credential
 from fhs.identity.schemas import Principal
 from fhs.identity.validation import extract_bearer
 from fhs.operator import service as operator_service
@@ -58,5 +59,7 @@ async def require_operator(request: Request, runtime: RuntimeDep) -> None:
         )
     if runtime.operator.check_operator_secret(token):
         return
+    if is_operator_credential(token):
+        raise Unauthenticated("the operator credential is not valid for this FHS")
     await _validated_principal(runtime, token)  # 401 for an invalid token
     raise Forbidden("the Operator API needs the operator credential; member tokens are not accepted here")
