@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from operator import itemgetter
 
 from scission_service.planner.problem import TIER_RANK, TIERS, PlanningProblem
 from scission_service.planner.query import PlanQuery
@@ -33,29 +34,17 @@ class ClosedSegment:
     sent_bytes: float
 
 
-class _Label:
-    __slots__ = ("obj", "tkey", "closed", "cc", "seg", "tier_closed", "t", "b", "ret")
-
-    def __init__(
-        self,
-        obj: float,
-        tkey: tuple,
-        closed: tuple[ClosedSegment, ...],
-        cc: float,
-        seg: float,
-        tier_closed: tuple[float, float, float],
-        t: float,
-        b: float,
-    ) -> None:
-        self.obj = obj
-        self.tkey = tkey
-        self.closed = closed
-        self.cc = cc  # compute of closed segments
-        self.seg = seg  # compute of the open segment
-        self.tier_closed = tier_closed
-        self.t = t  # transfer seconds
-        self.b = b  # transfer bytes
-        self.ret: float | None = None  # bytes of the return hop (finals only)
+# A label is a plain tuple (cheap to build; ``_SORT_KEY`` orders it):
+# (obj, tkey, closed, cc, seg, tier_closed, t, b) -- ``cc`` is the compute of the closed segments, ``seg``
+# that of the open one, ``t``/``b`` the transfer seconds/bytes. ``closed`` is a cons list
+# ``(prev, resource, end, sent_bytes)`` (``None`` when empty), turned into ClosedSegments only for finals.
+_Label = tuple
+_OBJ, _TKEY, _CLOSED, _CC, _SEG, _TIER, _T, _B = range(8)
+_SORT_KEY = itemgetter(_OBJ, _TKEY)
+_PARTS: dict[str, tuple[int, ...]] = {"latency": (_CC, _SEG, _T), "transfer": (_B,)}
+_PARTS_WEIGHTED = (_CC, _SEG, _T, _B)
+# a label with r's open segment closed at the current boundary: (cc, tier_closed, tkey prefix, closed, t, b)
+_Closing = tuple[float, tuple[float, float, float], tuple, tuple | None, float, float]
 
 
 @dataclass
@@ -103,32 +92,18 @@ def objective_value(query: PlanQuery, latency: float, transfer_bytes: float) -> 
     return query.latency_weight * latency + query.transfer_weight * (transfer_bytes / 1e6)
 
 
-def _objective_now(query: PlanQuery, cc: float, seg: float, t: float, b: float) -> float:
-    return objective_value(query, (cc + seg) + t, b)
-
-
-def _objective_parts(query: PlanQuery, label: _Label) -> tuple[float, ...]:
-    if query.objective == "latency":
-        return (label.cc, label.seg, label.t)
-    if query.objective == "transfer":
-        return (label.b,)
-    return (label.cc, label.seg, label.t, label.b)
-
-
-def _dominates(prep: Prepared, cur_rank: int, y: _Label, x: _Label) -> bool:
+def _dominates(prep: Prepared, parts: tuple[int, ...], cur_rank: int, y: _Label, x: _Label) -> bool:
     """True when ``y`` is at least as good as ``x`` for every completion (``y`` sorts before ``x``)."""
-    if y.obj >= x.obj - _BAND * x.obj:
+    if y[_OBJ] >= x[_OBJ] - _BAND * x[_OBJ]:
         # near-tie: decide component-wise so rounding cannot flip the final order
-        if any(
-            a > c
-            for a, c in zip(_objective_parts(prep.query, y), _objective_parts(prep.query, x), strict=True)
-        ):
+        for i in parts:
+            if y[i] > x[i]:
+                return False
+        if y[_TKEY] > x[_TKEY]:
             return False
-        if y.tkey > x.tkey:
-            return False
-    if prep.bytes_cap < INF and y.b > x.b:
+    if prep.bytes_cap < INF and y[_B] > x[_B]:
         return False
-    if cur_rank in prep.abs_caps and (y.tier_closed[cur_rank] > x.tier_closed[cur_rank] or y.seg > x.seg):
+    if cur_rank in prep.abs_caps and (y[_TIER][cur_rank] > x[_TIER][cur_rank] or y[_SEG] > x[_SEG]):
         return False
     for rank, percent in prep.pct_caps.items():
         if not _pct_dominates(y, x, rank, cur_rank, percent):
@@ -137,38 +112,54 @@ def _dominates(prep: Prepared, cur_rank: int, y: _Label, x: _Label) -> bool:
 
 
 def _pct_dominates(y: _Label, x: _Label, rank: int, cur_rank: int, percent: float) -> bool:
-    same = y.cc == x.cc and y.seg == x.seg and y.tier_closed[rank] == x.tier_closed[rank]
-    if same:
+    y_cc, y_seg, y_tier = y[_CC], y[_SEG], y[_TIER][rank]
+    x_cc, x_seg, x_tier = x[_CC], x[_SEG], x[_TIER][rank]
+    if y_cc == x_cc and y_seg == x_seg and y_tier == x_tier:
         return True
-    ty = y.tier_closed[rank] + (y.seg if rank == cur_rank else 0.0)
-    tx = x.tier_closed[rank] + (x.seg if rank == cur_rank else 0.0)
-    slack_y = percent * (y.cc + y.seg) - 100.0 * ty
-    slack_x = percent * (x.cc + x.seg) - 100.0 * tx
-    scale = percent * (x.cc + x.seg) + 100.0 * tx + 1e-300
+    ty = y_tier + (y_seg if rank == cur_rank else 0.0)
+    tx = x_tier + (x_seg if rank == cur_rank else 0.0)
+    slack_y = percent * (y_cc + y_seg) - 100.0 * ty
+    slack_x = percent * (x_cc + x_seg) - 100.0 * tx
+    scale = percent * (x_cc + x_seg) + 100.0 * tx + 1e-300
     return slack_y > slack_x + _BAND * scale
 
 
-def _filter(prep: Prepared, cur_rank: int, labels: list[_Label]) -> list[_Label]:
+def _filter(prep: Prepared, parts: tuple[int, ...], cur_rank: int, labels: list[_Label]) -> list[_Label]:
     """Keep the labels that fewer than ``top`` others dominate."""
     top = prep.query.top
     if len(labels) <= top:
         return labels
-    labels.sort(key=lambda label: (label.obj, label.tkey))
-    kept: list[_Label] = []
-    simple = prep.bytes_cap == INF and cur_rank not in prep.abs_caps and not prep.pct_caps
-    for x in labels:
-        if len(kept) >= top:
-            if simple and kept[top - 1].obj < x.obj - _BAND * x.obj:
+    labels.sort(key=_SORT_KEY)
+    kept = labels[:top]  # nothing sorts before the first ``top``: fewer than ``top`` can dominate them
+    if prep.bytes_cap == INF and cur_rank not in prep.abs_caps and not prep.pct_caps:
+        # simple: dominance is objective order with the component-wise near-tie rule (inlined _dominates)
+        worst = kept[top - 1][_OBJ]
+        for x in labels[top:]:
+            x_obj = x[_OBJ]
+            low = x_obj - _BAND * x_obj
+            if worst < low:
                 break  # sorted by objective: every later label is dominated by the first ``top``
+            x_tkey = x[_TKEY]
             count = 0
             for y in kept:
-                if _dominates(prep, cur_rank, y, x):
-                    count += 1
-                    if count >= top:
-                        break
-            if count >= top:
-                continue
-        kept.append(x)
+                if y[_OBJ] >= low:
+                    if any(y[i] > x[i] for i in parts) or y[_TKEY] > x_tkey:
+                        continue
+                count += 1
+                if count >= top:
+                    break
+            if count < top:
+                kept.append(x)
+        return kept
+    for x in labels[top:]:
+        count = 0
+        for y in kept:
+            if _dominates(prep, parts, cur_rank, y, x):
+                count += 1
+                if count >= top:
+                    break
+        if count < top:
+            kept.append(x)
     return kept
 
 
@@ -179,103 +170,123 @@ def search(prep: Prepared) -> list[Candidate]:
     need_tmask = sum(prep.required_tier_bits.values())
     need_rmask = sum(prep.required_resource_bits.values())
     quirk = problem.scission_zero_time_quirk
+    ids, ranks, times, allow, outs = prep.ids, prep.ranks, prep.times, prep.allow, prep.outs
+    upload_cap, bytes_cap, per_tier, max_hops = prep.upload_cap, prep.bytes_cap, prep.per_tier, prep.max_hops
+    has_requirements = bool(prep.required_tier_bits or prep.required_resource_bits)
+    latency_only = query.objective == "latency"
+    parts = _PARTS.get(query.objective, _PARTS_WEIGHTED)
+    # per-resource constants
+    n_res = len(ids)
+    res_cap = [prep.abs_caps.get(ranks[i], INF) for i in range(n_res)]
+    res_tbits = [prep.required_tier_bits.get(ranks[i], 0) for i in range(n_res)]
+    res_rbits = [prep.required_resource_bits.get(i, 0) for i in range(n_res)]
+    res_alone = [frozenset((i,)) for i in range(n_res)]
+    res_tail = [((ids[i],),) for i in range(n_res)]
     # node key: (r, src, tmask, rmask, hops, used, mode, segzero); mode/segzero only move with the quirk
     nodes: dict[tuple, list[_Label]] = {}
     for src in prep.sources:
-        key = (src, src, 0, 0, 0, frozenset((src,)), 0, quirk)
-        nodes[key] = [_Label(0.0, ((prep.ids[src],),), (), 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0)]
+        key = (src, src, 0, 0, 0, res_alone[src], 0, quirk)
+        nodes[key] = [(0.0, ((ids[src],),), None, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0)]
 
     for blk in range(n_blocks):
         idle = blk == 0
         nxt: dict[tuple, list[_Label]] = {}
         for key, labels in nodes.items():
             r, src, tmask, rmask, hops, used, mode, segzero = key
-            rank = prep.ranks[r]
+            rank = ranks[r]
             # 1. run block ``blk`` on r (the idle source starts running here)
-            if prep.allow[r][blk]:
-                t = prep.times[r][blk]
-                ok = not (mode == 1 and t != 0)
-                new_mode = 0 if (mode == 2 and t != 0) else mode
-                if ok:
-                    cap = prep.abs_caps.get(rank, INF)
+            if allow[r][blk]:
+                t = times[r][blk]
+                if not (mode == 1 and t != 0):
+                    new_mode = 0 if (mode == 2 and t != 0) else mode
+                    cap = res_cap[r]
                     nkey = (
-                        r, src, tmask | prep.required_tier_bits.get(rank, 0),
-                        rmask | prep.required_resource_bits.get(r, 0), hops, used, new_mode,
+                        r, src, tmask | res_tbits[r], rmask | res_rbits[r], hops, used, new_mode,
                         segzero and t == 0,
                     )  # fmt: skip
                     bucket = nxt.setdefault(nkey, [])
-                    for x in labels:
-                        seg = x.seg + t
-                        if x.tier_closed[rank] + seg > cap:
-                            continue
-                        bucket.append(
-                            _Label(
-                                _objective_now(query, x.cc, seg, x.t, x.b), x.tkey, x.closed, x.cc, seg,
-                                x.tier_closed, x.t, x.b,
-                            )
-                        )  # fmt: skip
+                    if latency_only and not cap < INF:  # the common case, kept lean
+                        bucket += [
+                            ((cc + (seg := seg0 + t)) + tt, tkey, closed, cc, seg, tier, tt, b)
+                            for _, tkey, closed, cc, seg0, tier, tt, b in labels
+                        ]
+                    else:
+                        for _, tkey, closed, cc, seg0, tier, tt, b in labels:
+                            seg = seg0 + t
+                            if tier[rank] + seg > cap:
+                                continue
+                            latency_s = (cc + seg) + tt
+                            obj = latency_s if latency_only else objective_value(query, latency_s, b)
+                            bucket.append((obj, tkey, closed, cc, seg, tier, tt, b))
             # 2. hop to a later resource and run block ``blk`` there
-            if prep.max_hops is not None and hops >= prep.max_hops:
+            if max_hops is not None and hops >= max_hops:
                 continue
-            sent = problem.input_bytes if idle else prep.outs[r][blk - 1]
+            sent = problem.input_bytes if idle else outs[r][blk - 1]
+            closing: list[_Closing] | None = None
             for r2, latency, bandwidth in prep.hop_targets[r]:
-                if r2 in used or not prep.allow[r2][blk]:
+                if r2 in used or not allow[r2][blk]:
                     continue
-                rank2 = prep.ranks[r2]
+                rank2 = ranks[r2]
                 if rank2 == rank:
-                    if prep.per_tier is not None and len(used) + 1 > prep.per_tier:
+                    if per_tier is not None and len(used) + 1 > per_tier:
                         continue
                     used2 = used | {r2}
                 else:
-                    used2 = frozenset((r2,))
-                    if _misses_requirement(prep, rank2, tmask, rmask):
+                    used2 = res_alone[r2]
+                    if has_requirements and _misses_requirement(prep, rank2, tmask, rmask):
                         continue
-                t2 = prep.times[r2][blk]
+                t2 = times[r2][blk]
                 # Scission's quirk: the first hop, or a hop from a resource that computed something, carries
                 # 0 bytes when every later block takes 0 s (mode 1 = "all later blocks are 0 s",
                 # mode 2 = "some later block is not"); any other hop carries its bytes.
                 if quirk and (hops == 0 or not segzero) and mode == 0:
-                    branches = [(0.0, 1), (sent, 2)]
+                    branches: tuple[tuple[float, int], ...] = ((0.0, 1), (sent, 2))
                 else:
-                    branches = [(sent, mode)]
+                    branches = ((sent, mode),)
+                cap2 = res_cap[r2]
+                seg2 = 0.0 + t2
+                tail = res_tail[r2]
                 for eff, hop_mode in branches:
-                    if eff > prep.upload_cap[r]:
+                    if eff > upload_cap[r]:
                         continue
                     if hop_mode == 1 and t2 != 0:
                         continue
                     run_mode = 0 if (hop_mode == 2 and t2 != 0) else hop_mode
                     hop_s = latency + (eff / bandwidth)
-                    cap2 = prep.abs_caps.get(rank2, INF)
                     if t2 > cap2:
                         continue
                     nkey = (
-                        r2, src, tmask | prep.required_tier_bits.get(rank2, 0),
-                        rmask | prep.required_resource_bits.get(r2, 0), hops + 1, used2, run_mode,
+                        r2, src, tmask | res_tbits[r2], rmask | res_rbits[r2], hops + 1, used2, run_mode,
                         quirk and t2 == 0,
                     )  # fmt: skip
                     bucket = nxt.setdefault(nkey, [])
-                    for x in labels:
-                        b2 = x.b + eff
-                        if b2 > prep.bytes_cap:
+                    if closing is None:  # what closing r's segment at ``blk`` makes of each label
+                        closing = [
+                            (cc + seg, _add_at(tier, rank, seg), (*tkey[:-1], (ids[r], blk)), closed, tt, b)
+                            for _, tkey, closed, cc, seg, tier, tt, b in labels
+                        ]  # fmt: skip
+                    if latency_only and not bytes_cap < INF and not cap2 < INF:  # the common case, kept lean
+                        bucket += [
+                            ((cc + seg2) + (tt := t0 + hop_s), prefix + tail, (closed, r, blk, eff), cc, seg2,
+                             tier_closed, tt, b0 + eff)
+                            for cc, tier_closed, prefix, closed, t0, b0 in closing
+                        ]  # fmt: skip
+                        continue
+                    for cc, tier_closed, prefix, closed, t0, b0 in closing:
+                        b2 = b0 + eff
+                        if b2 > bytes_cap:
                             continue
-                        tier_closed = _add_at(x.tier_closed, rank, x.seg)
                         if tier_closed[rank2] + t2 > cap2:
                             continue
-                        closed = (*x.closed, ClosedSegment(r, blk, eff))
-                        cc = x.cc + x.seg
-                        tt = x.t + hop_s
-                        seg = 0.0 + t2
-                        bucket.append(
-                            _Label(
-                                _objective_now(query, cc, seg, tt, b2),
-                                (*x.tkey[:-1], (prep.ids[r], blk), (prep.ids[r2],)),
-                                closed, cc, seg, tier_closed, tt, b2,
-                            )
-                        )  # fmt: skip
+                        tt = t0 + hop_s
+                        latency_s = (cc + seg2) + tt
+                        obj = latency_s if latency_only else objective_value(query, latency_s, b2)
+                        closed2 = (closed, r, blk, eff)
+                        bucket.append((obj, prefix + tail, closed2, cc, seg2, tier_closed, tt, b2))
         nodes = {}
         for key, labels in nxt.items():
             if labels:
-                nodes[key] = _filter(prep, prep.ranks[key[0]], labels)
+                nodes[key] = _filter(prep, parts, ranks[key[0]], labels)
 
     return _finish(prep, nodes, need_tmask, need_rmask)
 
@@ -297,6 +308,16 @@ def _add_at(values: tuple[float, float, float], rank: int, amount: float) -> tup
     if rank == 1:
         return (values[0], values[1] + amount, values[2])
     return (values[0], values[1], values[2] + amount)
+
+
+def _closed_segments(closed: tuple | None) -> list[ClosedSegment]:
+    """Unroll a label's cons list of closed segments into chain order."""
+    out: list[ClosedSegment] = []
+    while closed is not None:
+        closed, resource, end, sent = closed
+        out.append(ClosedSegment(resource, end, sent))
+    out.reverse()
+    return out
 
 
 def _finish(
@@ -326,10 +347,10 @@ def _finish(
             if phantom > prep.upload_cap[r]:
                 continue
         for x in labels:
-            compute = x.cc + x.seg
-            tier_time = _add_at(x.tier_closed, rank, x.seg)
-            transfer_s = x.t + ret_s if ret_bytes is not None else x.t
-            transfer_b = x.b + ret_bytes if ret_bytes is not None else x.b
+            compute = x[_CC] + x[_SEG]
+            tier_time = _add_at(x[_TIER], rank, x[_SEG])
+            transfer_s = x[_T] + ret_s if ret_bytes is not None else x[_T]
+            transfer_b = x[_B] + ret_bytes if ret_bytes is not None else x[_B]
             if phantom is not None:
                 transfer_b = transfer_b + phantom
             if transfer_b > prep.bytes_cap:
@@ -337,7 +358,7 @@ def _finish(
             if not compute_caps_hold(prep.abs_caps, prep.pct_caps, tier_time, compute):
                 continue
             value = objective_value(query, compute + transfer_s, transfer_b)
-            closed = (*x.closed, ClosedSegment(r, n_blocks, 0.0))
+            closed = (*_closed_segments(x[_CLOSED]), ClosedSegment(r, n_blocks, 0.0))
             key_full = tuple((prep.ids[seg.resource], seg.end) for seg in closed)
             out.append(Candidate(value, key_full, src, closed, ret_bytes, phantom))
     out.sort(key=lambda cand: (cand.objective, cand.key))
