@@ -51,29 +51,8 @@ class Bench:
         self.a, self.b, self.c = a, b, c
         for x, y in (("a", "b"), ("a", "c"), ("b", "c")):
             cluster.peer(x, y)
-        call(
-            "POST",
-            f"{a.fhs_url}/operator/v1/fedadmins",
-            headers=a.operator,
-            json_body={"issuer": a.issuer, "subject": "alice"},
-            expect=201,
-        )
+        self.fid = cluster.create_federation("a", "alice", "bench", participants=("b", "c"))
         alice = a.member("alice")
-        self.fid = call(
-            "POST",
-            f"{a.fhs_url}/member/v1/federations",
-            headers=alice,
-            json_body={"name": "bench"},
-            expect=201,
-        )["id"]
-        for fhs in (b, c):
-            call(
-                "POST",
-                self.url(a, "/participants"),
-                headers=alice,
-                json_body={"fhs_id": fhs.fhs_id},
-                expect=201,
-            )
         call("POST", self.url(a, "/attributes"), headers=alice, json_body={"name": FLAG}, expect=201)
         for identity, attributes in ((b.identity("bob"), ["FedAdmin"]), (c.identity("carol"), [])):
             call(

@@ -86,19 +86,9 @@ def set_up(cluster: LocalFederation) -> list[Target]:
     a = cluster.add_domain("a", subjects=["alice"])
     b = cluster.add_domain("b", subjects=["bob"])
     cluster.peer("a", "b")
-    call(
-        "POST",
-        f"{a.fhs_url}/operator/v1/fedadmins",
-        headers=a.operator,
-        json_body={"issuer": a.issuer, "subject": "alice"},
-        expect=201,
-    )
+    fid = cluster.create_federation("a", "alice", "bench", participants=("b",))
     alice = a.member("alice")
-    fid = call(
-        "POST", f"{a.fhs_url}/member/v1/federations", headers=alice, json_body={"name": "bench"}, expect=201
-    )["id"]
     base_a = f"{a.fhs_url}/member/v1/federations/{fid}"
-    call("POST", f"{base_a}/participants", headers=alice, json_body={"fhs_id": b.fhs_id}, expect=201)
     call("POST", f"{base_a}/attributes", headers=alice, json_body={"name": ATTRIBUTE}, expect=201)
     call(
         "POST",

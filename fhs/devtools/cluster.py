@@ -244,6 +244,43 @@ class LocalFederation:
             )
             response.raise_for_status()
 
+    def create_federation(
+        self,
+        home: str,
+        fedadmin: str,
+        name: str,
+        *,
+        participants: tuple[str, ...] = (),
+        description: str = "",
+    ) -> str:
+        """Let ``fedadmin`` of domain ``home`` create a federation (operator grant first) and bring the FHSs
+        of ``participants`` (domain names) in; return its id."""
+        domain = self.domains[home]
+        call(
+            "POST",
+            f"{domain.fhs_url}/operator/v1/fedadmins",
+            headers=domain.operator,
+            json_body={"issuer": domain.issuer, "subject": fedadmin},
+            expect=201,
+        )
+        admin = domain.member(fedadmin)
+        fid: str = call(
+            "POST",
+            f"{domain.fhs_url}/member/v1/federations",
+            headers=admin,
+            expect=201,
+            json_body={"name": name, "description": description},
+        )["id"]
+        for other in participants:
+            call(
+                "POST",
+                f"{domain.fhs_url}/member/v1/federations/{fid}/participants",
+                headers=admin,
+                json_body={"fhs_id": self.domains[other].fhs_id},
+                expect=201,
+            )
+        return fid
+
     def close(self) -> None:
         """Stop every process: SIGTERM to each process group, SIGKILL after a grace period."""
         processes = [p for d in self.domains.values() for p in d.processes.values()] + self._extra

@@ -89,24 +89,11 @@ class Demo:
 
     def federation(self) -> None:
         a, b = self.cluster.domains["a"], self.cluster.domains["b"]
-        call(
-            "POST",
-            f"{a.fhs_url}/operator/v1/fedadmins",
-            headers=a.operator,
-            json_body={"issuer": a.issuer, "subject": "alice"},
-            expect=201,
+        fid = self.result.federation = self.cluster.create_federation(
+            "a", "alice", "edge-ai", participants=("b",), description="federated DNN partitioning demo"
         )
         alice = a.member("alice")
-        fed = call(
-            "POST",
-            f"{a.fhs_url}/member/v1/federations",
-            headers=alice,
-            expect=201,
-            json_body={"name": "edge-ai", "description": "federated DNN partitioning demo"},
-        )
-        fid = self.result.federation = fed["id"]
         base = f"{a.fhs_url}/member/v1/federations/{fid}"
-        call("POST", f"{base}/participants", headers=alice, json_body={"fhs_id": b.fhs_id}, expect=201)
         call("POST", f"{base}/attributes", headers=alice, json_body={"name": "scission-users"}, expect=201)
         for identity, attributes in (
             (a.identity("owner-a"), ["ServiceOwner"]),

@@ -64,26 +64,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, redis_server: str) -> Iterat
             cluster.peer(x, y)
         w = World(cluster)
         a, b, c = w.a, w.b, w.c
-        call(
-            "POST",
-            f"{a.fhs_url}/operator/v1/fedadmins",
-            headers=a.operator,
-            json_body={"issuer": a.issuer, "subject": "alice"},
-            expect=201,
-        )
-        fed = call(
-            "POST",
-            f"{a.fhs_url}/member/v1/federations",
-            headers=a.member("alice"),
-            json_body={"name": "three-domains"},
-            expect=201,
-        )
-        w.fid = fed["id"]
+        w.fid = cluster.create_federation("a", "alice", "three-domains", participants=("b", "c"))
         alice = a.member("alice")
-        for fhs in (b, c):
-            call(
-                "POST", w.url(a, "/participants"), headers=alice, json_body={"fhs_id": fhs.fhs_id}, expect=201
-            )
         call("POST", w.url(a, "/attributes"), headers=alice, json_body={"name": "edge-users"}, expect=201)
         grants = [
             (a.identity("owner-a"), ["ServiceOwner"]),
