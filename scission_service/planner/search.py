@@ -182,7 +182,8 @@ def search(prep: Prepared) -> list[Candidate]:
     res_rbits = [prep.required_resource_bits.get(i, 0) for i in range(n_res)]
     res_alone = [frozenset((i,)) for i in range(n_res)]
     res_tail = [((ids[i],),) for i in range(n_res)]
-    # node key: (r, src, tmask, rmask, hops, used, mode, segzero); mode/segzero only move with the quirk
+    # node key: (r, src, tmask, rmask, hops, used, mode, segzero); mode/segzero only move with the quirk;
+    # hops is the hop count under a hop limit, else 0/1 (whether any hop was made)
     nodes: dict[tuple, list[_Label]] = {}
     for src in prep.sources:
         key = (src, src, 0, 0, 0, res_alone[src], 0, quirk)
@@ -222,6 +223,9 @@ def search(prep: Prepared) -> list[Candidate]:
             if max_hops is not None and hops >= max_hops:
                 continue
             sent = problem.input_bytes if idle else outs[r][blk - 1]
+            # without a hop limit only "no hop yet" vs "some hop" matters (the quirk and _finish ask just
+            # that), so chains that differ only in their hop count share one node
+            next_hops = hops + 1 if max_hops is not None else 1
             closing: list[_Closing] | None = None
             for r2, latency, bandwidth in prep.hop_targets[r]:
                 if r2 in used or not allow[r2][blk]:
@@ -256,7 +260,7 @@ def search(prep: Prepared) -> list[Candidate]:
                     if t2 > cap2:
                         continue
                     nkey = (
-                        r2, src, tmask | res_tbits[r2], rmask | res_rbits[r2], hops + 1, used2, run_mode,
+                        r2, src, tmask | res_tbits[r2], rmask | res_rbits[r2], next_hops, used2, run_mode,
                         quirk and t2 == 0,
                     )  # fmt: skip
                     bucket = nxt.setdefault(nkey, [])
