@@ -34,13 +34,14 @@ class ClosedSegment:
     sent_bytes: float
 
 
-# A label is a plain tuple (cheap to build; ``_SORT_KEY`` orders it):
+# A label is a plain tuple (cheap to build):
 # (obj, tkey, closed, cc, seg, tier_closed, t, b) -- ``cc`` is the compute of the closed segments, ``seg``
-# that of the open one, ``t``/``b`` the transfer seconds/bytes. ``closed`` is a cons list
+# that of the open one, ``tier_closed`` that of the closed segments per tier (kept at 0 unless a compute
+# cap needs it), ``t``/``b`` the transfer seconds/bytes. ``closed`` is a cons list
 # ``(prev, resource, end, sent_bytes)`` (``None`` when empty), turned into ClosedSegments only for finals.
 _Label = tuple
 _OBJ, _TKEY, _CLOSED, _CC, _SEG, _TIER, _T, _B = range(8)
-_SORT_KEY = itemgetter(_OBJ, _TKEY)
+_OBJ_KEY = itemgetter(_OBJ)
 _PARTS: dict[str, tuple[int, ...]] = {"latency": (_CC, _SEG, _T), "transfer": (_B,)}
 _PARTS_WEIGHTED = (_CC, _SEG, _T, _B)
 # a label with r's open segment closed at the current boundary: (cc, tier_closed, tkey prefix, closed, t, b)
@@ -129,8 +130,10 @@ def _filter(prep: Prepared, parts: tuple[int, ...], cur_rank: int, labels: list[
     top = prep.query.top
     if len(labels) <= top:
         return labels
-    labels.sort(key=_SORT_KEY)
-    kept = labels[:top]  # nothing sorts before the first ``top``: fewer than ``top`` can dominate them
+    # Sorting by objective alone (a float key: far cheaper) may keep an exact tie that a smaller tie-break
+    # key dominates; keeping a label is always safe, only dropping one needs ``top`` dominators.
+    labels.sort(key=_OBJ_KEY)
+    kept = labels[:top]
     if prep.bytes_cap == INF and cur_rank not in prep.abs_caps and not prep.pct_caps:
         # simple: dominance is objective order with the component-wise near-tie rule (inlined _dominates)
         worst = kept[top - 1][_OBJ]
@@ -175,6 +178,7 @@ def search(prep: Prepared) -> list[Candidate]:
     has_requirements = bool(prep.required_tier_bits or prep.required_resource_bits)
     latency_only = query.objective == "latency"
     parts = _PARTS.get(query.objective, _PARTS_WEIGHTED)
+    track_tiers = bool(prep.abs_caps or prep.pct_caps)  # per-tier compute matters only to compute caps
     # per-resource constants
     n_res = len(ids)
     res_cap = [prep.abs_caps.get(ranks[i], INF) for i in range(n_res)]
@@ -182,6 +186,10 @@ def search(prep: Prepared) -> list[Candidate]:
     res_rbits = [prep.required_resource_bits.get(i, 0) for i in range(n_res)]
     res_alone = [frozenset((i,)) for i in range(n_res)]
     res_tail = [((ids[i],),) for i in range(n_res)]
+    # zero_tail[b]: some resource may run each block from b on in 0 s (the quirk's 0-byte hops need that)
+    zero_tail = [True] * (n_blocks + 1)
+    for b in range(n_blocks - 1, -1, -1):
+        zero_tail[b] = zero_tail[b + 1] and any(allow[i][b] and times[i][b] == 0 for i in range(n_res))
     # node key: (r, src, tmask, rmask, hops, used, mode, segzero); mode/segzero only move with the quirk;
     # hops is the hop count under a hop limit, else 0/1 (whether any hop was made)
     nodes: dict[tuple, list[_Label]] = {}
@@ -243,8 +251,12 @@ def search(prep: Prepared) -> list[Candidate]:
                 # Scission's quirk: the first hop, or a hop from a resource that computed something, carries
                 # 0 bytes when every later block takes 0 s (mode 1 = "all later blocks are 0 s",
                 # mode 2 = "some later block is not"); any other hop carries its bytes.
+                # Where no chain can run every block from ``blk`` on in 0 s (``zero_tail``), the "0 bytes"
+                # branch can never complete and the "some later block is not" claim always holds (mode 0).
                 if quirk and (hops == 0 or not segzero) and mode == 0:
-                    branches: tuple[tuple[float, int], ...] = ((0.0, 1), (sent, 2))
+                    branches: tuple[tuple[float, int], ...] = (
+                        ((0.0, 1), (sent, 2)) if zero_tail[blk] else ((sent, 0),)
+                    )
                 else:
                     branches = ((sent, mode),)
                 cap2 = res_cap[r2]
@@ -265,8 +277,10 @@ def search(prep: Prepared) -> list[Candidate]:
                     )  # fmt: skip
                     bucket = nxt.setdefault(nkey, [])
                     if closing is None:  # what closing r's segment at ``blk`` makes of each label
+                        ended = (ids[r], blk)
                         closing = [
-                            (cc + seg, _add_at(tier, rank, seg), (*tkey[:-1], (ids[r], blk)), closed, tt, b)
+                            (cc + seg, _add_at(tier, rank, seg) if track_tiers else tier, (*tkey[:-1], ended),
+                             closed, tt, b)
                             for _, tkey, closed, cc, seg, tier, tt, b in labels
                         ]  # fmt: skip
                     if latency_only and not bytes_cap < INF and not cap2 < INF:  # the common case, kept lean
