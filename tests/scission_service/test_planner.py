@@ -126,7 +126,7 @@ def instances(draw: st.DrawFn) -> tuple[PlanningProblem, PlanQuery]:
         max_total_transfer_bytes=draw(st.one_of(st.none(), st.integers(0, 8000).map(float))),
         compute_caps=draw(caps),
         max_hops=hops,
-        max_per_tier=draw(st.sampled_from([None, 2])) if hops is not None else None,
+        max_per_tier=draw(st.sampled_from([None, None, 2])),
     )  # fmt: skip
     return problem, query
 
