@@ -84,6 +84,13 @@ class UpstreamError(FHSError):
     status_code = 502
 
 
+class IdPUnavailable(FHSError):
+    """The keys of the token's (trusted) issuer cannot be fetched now: not the caller's fault; retry later."""
+
+    code = "idp_unavailable"
+    status_code = 503
+
+
 class UpstreamTimeout(FHSError):
     """The upstream service or peer FHS did not answer in time."""
 

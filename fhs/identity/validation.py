@@ -31,7 +31,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from fhs.errors import BadRequest, Unauthenticated
+from fhs.errors import BadRequest, IdPUnavailable, Unauthenticated
 from fhs.identity.schemas import Principal, TrustedIssuer
 from fhs.settings import Settings
 
@@ -273,13 +273,13 @@ class TokenValidator:
                 try:
                     entry.keys = await self._fetch_jwks(uri, iss)
                     entry.loaded_at = self._monotonic()
-                except Unauthenticated:
+                except IdPUnavailable:
                     if found is None:
                         raise
                     log.warning("refreshing JWKS of %s failed; using cached keys", _short(iss))
                     return found
             elif entry.keys is None:
-                raise Unauthenticated(
+                raise IdPUnavailable(
                     f"JWKS of issuer {_short(iss)} is unavailable; next fetch allowed after the "
                     f"{cooldown:g} s cooldown"
                 )
@@ -300,22 +300,25 @@ class TokenValidator:
                 ) as response:
                     if response.status_code != 200:
                         hint = " (redirects are not followed)" if response.is_redirect else ""
-                        raise Unauthenticated(
+                        raise IdPUnavailable(
                             f"cannot fetch JWKS from {uri}: HTTP {response.status_code}{hint}"
                         )
                     async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > MAX_JWKS_BYTES:
-                            raise Unauthenticated(f"JWKS from {uri} is larger than {MAX_JWKS_BYTES} bytes")
+                            raise IdPUnavailable(f"JWKS from {uri} is larger than {MAX_JWKS_BYTES} bytes")
         except TimeoutError:
-            raise Unauthenticated(f"timed out after {timeout:g} s fetching JWKS from {uri}") from None
+            raise IdPUnavailable(f"timed out after {timeout:g} s fetching JWKS from {uri}") from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
-            raise Unauthenticated(f"cannot fetch JWKS from {uri}: {type(exc).__name__}") from None
+            raise IdPUnavailable(f"cannot fetch JWKS from {uri}: {type(exc).__name__}") from None
         try:
             document = json.loads(body)
         except ValueError:
-            raise Unauthenticated(f"JWKS from {uri} is not JSON") from None
-        return parse_jwks(document, source=f"issuer {_short(iss)} ({uri})")
+            raise IdPUnavailable(f"JWKS from {uri} is not JSON") from None
+        try:
+            return parse_jwks(document, source=f"issuer {_short(iss)} ({uri})")
+        except Unauthenticated as exc:
+            raise IdPUnavailable(exc.message) from None
 
 
 # --- bearer credentials ----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhs.devtools.cluster import free_port
 from fhs.identity.invocation import verify_invocation_token
 from tests.fhs.conftest import World, ok
 
@@ -191,3 +192,20 @@ async def test_a_token_in_the_query_string_is_not_forwarded(world: World) -> Non
     )
     echoed = await ok(response)
     assert echoed["query"] == "keep=1" and token not in str(echoed)
+
+
+async def test_an_unreachable_idp_is_a_503_not_a_401(world: World) -> None:
+    # The operator trusts a second IdP by jwks_uri; that IdP is down (nothing listens on the port).
+    client, operator = world.fhs.client, world.fhs.operator
+    issuer = "https://idp-down.test"
+    jwks_uri = f"http://127.0.0.1:{free_port()}/jwks"
+    await ok(await client.put("/operator/v1/issuers/idp-down", headers=operator,
+                              json={"issuer": issuer, "jwks_uri": jwks_uri}))  # fmt: skip
+    token = world.fhs.idp.token("zoe", iss=issuer)
+    response = await client.get("/member/v1/federations", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "idp_unavailable"
+    assert jwks_uri in error["message"]
+    # Members of the reachable IdP are unaffected.
+    await ok(await client.get("/member/v1/federations", headers=world.headers("alice")))

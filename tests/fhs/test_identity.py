@@ -23,7 +23,7 @@ from joserfc import jwt as joserfc_jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 from starlette.datastructures import Headers, QueryParams
 
-from fhs.errors import BadRequest, Conflict, Unauthenticated
+from fhs.errors import BadRequest, Conflict, IdPUnavailable, Unauthenticated
 from fhs.identity.invocation import InvocationToken, JtiReplayCache, verify_invocation_token
 from fhs.identity.keys import FHSKeyring
 from fhs.identity.operator import OperatorSecret
@@ -325,7 +325,7 @@ async def test_unknown_kid_after_cooldown_picks_up_a_rotated_idp_key(
         (httpx.Response(500), "HTTP 500"),
     ],
 )
-async def test_bad_jwks_endpoints_fail_closed(
+async def test_bad_jwks_endpoints_fail_closed_as_idp_unavailable(
     settings: Settings,
     remote_issuers: dict[str, TrustedIssuer],
     rsa_key: Any,
@@ -336,12 +336,31 @@ async def test_bad_jwks_endpoints_fail_closed(
     server.response = response
     async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
         validator = TokenValidator(settings, client)
-        with pytest.raises(Unauthenticated, match=message):
+        # The IdP's fault, not the token's: 503 (retry later), not 401 (get a new token).
+        with pytest.raises(IdPUnavailable, match=message):
             await validator.validate(sign(rsa_key), issuers=remote_issuers)
         # Within the cooldown the failing endpoint is not hammered again.
-        with pytest.raises(Unauthenticated, match="cooldown"):
+        with pytest.raises(IdPUnavailable, match="cooldown"):
             await validator.validate(sign(rsa_key), issuers=remote_issuers)
         assert server.fetches == 1
+
+
+async def test_failed_jwks_refresh_keeps_serving_cached_keys(
+    settings: Settings, remote_issuers: dict[str, TrustedIssuer], rsa_key: Any
+) -> None:
+    server = JwksServer({"keys": [public_jwk(rsa_key, "rsa-1")]})
+    clock = FakeMonotonic()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+        validator = TokenValidator(settings, client, monotonic=clock)
+        assert await validator.validate(sign(rsa_key), issuers=remote_issuers)
+        server.response = httpx.Response(503)
+        clock.now += 10 * 24 * 3600  # the cached set is stale: a refresh is due and fails
+        principal = await validator.validate(sign(rsa_key), issuers=remote_issuers)
+        assert principal.subject == "alice"
+        assert server.fetches == 2
+        # A kid the stale set lacks is still an unknown key (401), not an outage.
+        with pytest.raises(Unauthenticated, match="unknown signing key"):
+            await validator.validate(sign(rsa_key, kid="other"), issuers=remote_issuers)
 
 
 # --- bearer extraction ---------------------------------------------------------------------------
