@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     proxy_timeout_s: float = Field(30.0, gt=0)
     proxy_max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
 
+    audit_keep_entries: int = Field(100_000, ge=1)
+    """Newest entries kept per audit log (each federation's and the operator's); older ones are trimmed
+    by the background loop every ``peer_key_refresh_s``. Export them first if you must keep them longer."""
+
     sync_interval_s: float = Field(2.0, gt=0)
     """How often the replication loop pushes and pulls federation events (it also runs after each write)."""
     peer_timeout_s: float = Field(15.0, gt=0)

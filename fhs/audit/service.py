@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhs.federations.events import now_iso
-from fhs.federations.state import audit_log
+from fhs.federations.state import FEDERATIONS, audit_log
 from fhs.store.base import Append, Store
 
 OPERATOR_LOG = "audit:_operator"
@@ -52,3 +52,10 @@ async def read(*, store: Store, fid: str | None, after: int = 0, limit: int = 10
     """Audit entries of ``fid`` (or the operator log) with sequence above ``after``, oldest first."""
     log = audit_log(fid) if fid else OPERATOR_LOG
     return [{"seq": e.seq, **e.entry} for e in await store.read_log(log, after=after, limit=limit)]
+
+
+async def trim(*, store: Store, keep: int) -> int:
+    """Keep the newest ``keep`` entries of the operator log and of every federation's log; return how many
+    entries were deleted. Sequence numbers stay as they were, so readers paging with ``after`` go on."""
+    logs = [OPERATOR_LOG] + [audit_log(doc.key) for doc in await store.list(FEDERATIONS)]
+    return sum([await store.trim_log(log, keep_last=keep) for log in logs])

@@ -6,6 +6,9 @@ answered; a cursor per (federation, participant) in the store records what the p
 a restart, a crash or an unreachable peer loses nothing: delivery resumes from the cursor with exponential
 backoff. Participants also pull from the home on every round (anti-entropy), so a peer that was down catches
 up by itself. Several replicas sharing a store may push the same events; receivers apply them idempotently.
+
+Every ``peer_key_refresh_s`` the loop also does the FHS's housekeeping: refresh peers' key sets, forget
+expired request assertions and trim the audit logs to ``audit_keep_entries``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from fhs.audit import service as audit_service
 from fhs.errors import FHSError
 from fhs.federations.events import now_iso
 from fhs.federations.state import FEDERATIONS, events_log, load_state
@@ -83,6 +87,8 @@ class Replication:
             self._last_key_refresh = time.monotonic()
             await self._refresh_all_peer_keys()
             await self._purge_seen_assertions()
+            runtime = self._runtime
+            await audit_service.trim(store=runtime.store, keep=runtime.settings.audit_keep_entries)
 
     async def _reload_keyring(self) -> None:
         doc = await self._runtime.store.get("system", "keyring")

@@ -107,6 +107,14 @@ class Store(Protocol):
         """The highest sequence number of ``log`` (0 when empty)."""
         ...
 
+    async def trim_log(self, log: str, *, keep_last: int) -> int:
+        """Delete the oldest entries of ``log`` so at most ``keep_last`` (>= 1) remain; return how many went.
+
+        Sequence numbers are never reused: ``log_length`` and the seqs of later appends are unchanged, and
+        ``read_log(after=0)`` starts at the oldest entry kept. For bounded logs (audit), never event logs.
+        """
+        ...
+
     async def ping(self) -> bool:
         """True when the backend answers."""
         ...

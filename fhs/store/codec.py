@@ -90,6 +90,13 @@ def check_read_window(after: object, limit: object) -> tuple[int, int]:
     return after, limit
 
 
+def check_keep_last(keep_last: object) -> int:
+    """Validate ``trim_log``'s ``keep_last`` (at least one entry stays, so seqs continue from it)."""
+    if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+        raise InvalidInput(f"trim_log 'keep_last' must be an integer >= 1, got {keep_last!r}")
+    return keep_last
+
+
 def failed_condition(op: Op, current_version: int) -> str | None:
     """Why ``op`` may not be applied when its document is at ``current_version`` (0 = absent), or None."""
     if isinstance(op, Put):

@@ -5,6 +5,7 @@ Redis Cluster slot and the write script may touch them all):
 
 - ``{P}:c:<collection>`` — hash ``key -> "<version>:<json>"``
 - ``{P}:l:<log>`` — list of JSON entries; an entry's seq is its 1-based position (``RPUSH`` returns it)
+  plus ``{P}:lt:<log>``, the number of entries trimmed from the front (absent = 0)
 
 Batches run as one Lua script (EVALSHA): it first walks the ops checking every condition against the
 stored versions as updated by earlier ops of the same batch, and only when all hold applies them.
@@ -31,7 +32,7 @@ PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 #               or "av<n>" (both)
 #   D (delete): arg = "e" with must_exist, else ""
 #   X (expect): arg = "<version>"
-#   A (append): field = "", arg = json entry
+#   A (append): field = KEYS index of the log's trimmed counter, arg = json entry
 # Returns {"ok", seq...} or {"conflict", op_index (0-based), current_version, reason}.
 _WRITE_SCRIPT = r"""
 local n = tonumber(ARGV[1])
@@ -82,10 +83,27 @@ for i = 0, n - 1 do
   elseif kind == 'D' then
     redis.call('HDEL', key, field)
   elseif kind == 'A' then
-    table.insert(result, redis.call('RPUSH', key, arg))
+    local trimmed = tonumber(redis.call('GET', KEYS[tonumber(field)]) or '0')
+    table.insert(result, redis.call('RPUSH', key, arg) + trimmed)
   end
 end
 return result
+"""
+
+# KEYS = log list, trimmed counter; ARGV = after, limit. Returns {seq before the first item, items}.
+_READ_LOG_SCRIPT = r"""
+local trimmed = tonumber(redis.call('GET', KEYS[2]) or '0')
+local start = math.max(tonumber(ARGV[1]) - trimmed, 0)
+return {trimmed + start, redis.call('LRANGE', KEYS[1], start, start + tonumber(ARGV[2]) - 1)}
+"""
+
+# KEYS = log list, trimmed counter; ARGV = keep_last. Returns how many entries were removed.
+_TRIM_LOG_SCRIPT = r"""
+local excess = redis.call('LLEN', KEYS[1]) - tonumber(ARGV[1])
+if excess <= 0 then return 0 end
+redis.call('LTRIM', KEYS[1], excess, -1)
+redis.call('INCRBY', KEYS[2], excess)
+return excess
 """
 
 
@@ -113,6 +131,8 @@ class RedisStore:
         redis_url, self.prefix = split_prefix(url, prefix)
         self._client: aioredis.Redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
         self._script = self._client.register_script(_WRITE_SCRIPT)
+        self._read_log_script = self._client.register_script(_READ_LOG_SCRIPT)
+        self._trim_log_script = self._client.register_script(_TRIM_LOG_SCRIPT)
         parts = urlsplit(redis_url)
         self._display = f"{parts.scheme}://{parts.hostname or ''}:{parts.port or ''}{parts.path}"
 
@@ -124,6 +144,9 @@ class RedisStore:
 
     def _log_key(self, log: str) -> str:
         return f"{{{self.prefix}}}:l:{log}"
+
+    def _trimmed_key(self, log: str) -> str:
+        return f"{{{self.prefix}}}:lt:{log}"
 
     # -- reads ----------------------------------------------------------------------------------------
 
@@ -146,13 +169,18 @@ class RedisStore:
         after, limit = codec.check_read_window(after, limit)
         if limit == 0:
             return []
-        raw: builtins.list[str] = await self._client.lrange(self._log_key(log), after, after + limit - 1)  # type: ignore[misc]
-        return [LogEntry(after + offset + 1, codec.decode_value(text)) for offset, text in enumerate(raw)]
+        keys = [self._log_key(log), self._trimmed_key(log)]
+        before, raw = await self._read_log_script(keys=keys, args=[after, limit])
+        return [LogEntry(int(before) + i + 1, codec.decode_value(text)) for i, text in enumerate(raw)]
 
     async def log_length(self, log: str) -> int:
         """The highest sequence number of ``log`` (0 when empty)."""
         codec.check_name("log", log)
-        return int(await self._client.llen(self._log_key(log)))  # type: ignore[misc]
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.get(self._trimmed_key(log))
+            pipe.llen(self._log_key(log))
+            trimmed, length = await pipe.execute()
+        return int(trimmed or 0) + int(length)
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -186,13 +214,20 @@ class RedisStore:
             else:
                 assert isinstance(op, Append)
                 entry = codec.encode_value(op.entry, f"log {op.log}")
-                argv += ["A", slot(self._log_key(op.log)), "", entry]
+                argv += ["A", slot(self._log_key(op.log)), slot(self._trimmed_key(op.log)), entry]
 
         result: builtins.list[Any] = await self._script(keys=keys, args=argv)
         if result[0] == "conflict":
             index, current, reason = int(result[1]), int(result[2]), str(result[3])
             raise codec.conflict(index, checked[index], current, reason)
         return [int(seq) for seq in result[1:]]
+
+    async def trim_log(self, log: str, *, keep_last: int) -> int:
+        """Delete the oldest entries of ``log`` beyond the newest ``keep_last`` (atomic); return the count."""
+        codec.check_name("log", log)
+        keep_last = codec.check_keep_last(keep_last)
+        keys = [self._log_key(log), self._trimmed_key(log)]
+        return int(await self._trim_log_script(keys=keys, args=[keep_last]))
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

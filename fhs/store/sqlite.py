@@ -162,6 +162,25 @@ class SQLiteStore:
 
     # -- writes ---------------------------------------------------------------------------------------
 
+    async def trim_log(self, log: str, *, keep_last: int) -> int:
+        """Delete the oldest entries of ``log`` beyond the newest ``keep_last``; return how many went."""
+        codec.check_name("log", log)
+        keep_last = codec.check_keep_last(keep_last)
+
+        def trim(conn: sqlite3.Connection) -> int:
+            conn.execute("PRAGMA synchronous = NORMAL")  # losing a trim on power loss loses nothing
+            try:  # one statement, so one atomic transaction: the MAX and the DELETE see the same log
+                cursor = conn.execute(
+                    "DELETE FROM log_entries WHERE log = ? AND seq <= "
+                    "(SELECT COALESCE(MAX(seq), 0) FROM log_entries WHERE log = ?) - ?",
+                    (log, log, keep_last),
+                )
+                return int(cursor.rowcount)
+            finally:
+                conn.execute("PRAGMA synchronous = FULL")
+
+        return await self._run(trim)
+
     async def write(self, ops: Sequence[Op], *, durable: bool = True) -> builtins.list[int]:
         """Apply ``ops`` atomically in one ``BEGIN IMMEDIATE`` transaction; return the Append seqs.
 

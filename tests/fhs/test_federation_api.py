@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fhs.devtools.cluster import free_port
 from fhs.identity.invocation import verify_invocation_token
-from tests.fhs.conftest import World, ok
+from tests.fhs.conftest import LocalIdP, RunningFHS, World, ok
 
 
 async def test_creator_is_fedadmin_and_members_see_their_federations(world: World) -> None:
@@ -209,3 +210,46 @@ async def test_an_unreachable_idp_is_a_503_not_a_401(world: World) -> None:
     assert jwks_uri in error["message"]
     # Members of the reachable IdP are unaffected.
     await ok(await client.get("/member/v1/federations", headers=world.headers("alice")))
+
+
+async def test_the_background_loop_keeps_only_the_newest_audit_entries(
+    tmp_path: Any, idp: LocalIdP, store_url: str
+) -> None:
+    harness = RunningFHS(tmp_path, idp, store_url)
+    harness.settings = harness.settings.model_copy(
+        update={"audit_keep_entries": 3, "peer_key_refresh_s": 0.05}
+    )
+    async with harness as fhs:
+        c, operator = fhs.client, fhs.operator
+        await ok(await c.post("/operator/v1/fedadmins", headers=operator, json=fhs.key("alice")), 201)
+        alice = fhs.member("alice")
+        fid = (await ok(await c.post("/member/v1/federations", headers=alice, json={"name": "f"}), 201))["id"]
+        for i in range(6):
+            await ok(await c.post(f"/member/v1/federations/{fid}/attributes", headers=alice,
+                                  json={"name": f"a{i}"}), 201)  # fmt: skip
+            await ok(await c.post("/operator/v1/fedadmins", headers=operator, json=fhs.key(f"admin{i}")), 201)
+        fed_audit = f"/member/v1/federations/{fid}/audit?limit=1000"
+
+        async def trimmed() -> bool:
+            entries = await ok(await c.get(fed_audit, headers=alice))
+            ops = await ok(await c.get("/operator/v1/audit?limit=1000", headers=operator))
+            return len(entries) <= 3 and len(ops) <= 3
+
+        for _ in range(200):  # the loop runs every 0.05 s here; give a loaded machine up to ~10 s
+            if await trimmed():
+                break
+            await asyncio.sleep(0.05)
+        entries = await ok(await c.get(fed_audit, headers=alice))
+        # The newest entries are kept with their original sequence numbers; older ones are gone.
+        assert [e["action"] for e in entries][-3:] == ["attribute.defined"] * 3
+        assert len(entries) == 3 and entries[0]["seq"] > 3
+        assert [e["seq"] for e in entries] == list(range(entries[0]["seq"], entries[0]["seq"] + 3))
+        ops = await ok(await c.get("/operator/v1/audit?limit=1000", headers=operator))
+        assert [e["action"] for e in ops] == ["fedadmin.granted"] * 3 and ops[0]["seq"] > 3
+        # Paging on from a trimmed position still works, and new entries continue the numbering.
+        after = entries[-1]["seq"]
+        await ok(
+            await c.post(f"/member/v1/federations/{fid}/attributes", headers=alice, json={"name": "z"}), 201
+        )
+        newer = await ok(await c.get(f"/member/v1/federations/{fid}/audit?after={after}", headers=alice))
+        assert [e["seq"] for e in newer] == [after + 1]

@@ -180,6 +180,36 @@ async def test_append_numbers_each_log_from_one(store: Store) -> None:
     assert [(e.seq, e.entry) for e in await store.read_log("b")] == [(1, {"i": 1})]
 
 
+async def test_trim_log_drops_the_oldest_and_never_reuses_a_seq(store: Store) -> None:
+    await store.write([Append("a", {"i": i}) for i in range(1, 11)])
+    await store.write([Append("b", {"i": 1})])
+    assert await store.trim_log("a", keep_last=20) == 0
+    assert await store.trim_log("a", keep_last=4) == 6
+    assert await store.trim_log("a", keep_last=4) == 0
+    assert await store.log_length("a") == 10
+    assert [(e.seq, e.entry["i"]) for e in await store.read_log("a")] == [(7, 7), (8, 8), (9, 9), (10, 10)]
+    assert [e.seq for e in await store.read_log("a", after=3, limit=2)] == [7, 8]
+    assert [e.seq for e in await store.read_log("a", after=8)] == [9, 10]
+    # Appends continue the numbering, in a batch with another log too.
+    assert await store.write([Append("a", {"i": 11}), Append("b", {"i": 2})]) == [11, 2]
+    assert await store.trim_log("a", keep_last=1) == 4
+    assert [(e.seq, e.entry["i"]) for e in await store.read_log("a")] == [(11, 11)]
+    assert await store.log_length("a") == 11
+    assert await store.write([Append("a", {"i": 12})]) == [12]
+    # Other logs are untouched; trimming an empty log is fine.
+    assert [e.seq for e in await store.read_log("b")] == [1, 2]
+    assert await store.trim_log("empty", keep_last=1) == 0
+    assert await store.log_length("empty") == 0
+
+
+@pytest.mark.parametrize("keep_last", [0, -1, True, 2.5, "3"])
+async def test_trim_log_keeps_at_least_one_entry(store: Store, keep_last: object) -> None:
+    await store.write([Append("a", {"i": 1}), Append("a", {"i": 2})])
+    with pytest.raises(InvalidInput, match="keep_last"):
+        await store.trim_log("a", keep_last=keep_last)  # type: ignore[arg-type]
+    assert await store.log_length("a") == 2
+
+
 @pytest.mark.parametrize(("after", "limit"), [(-1, 10), (0, -1), ("0", 10), (0, 2.5)])
 async def test_read_log_rejects_bad_window(store: Store, after: object, limit: object) -> None:
     await store.write([Append("a", {"i": 1})])
