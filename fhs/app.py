@@ -44,6 +44,8 @@ def install_error_handlers(app: FastAPI, *, fhs_errors: bool = True) -> None:
         headers = {FHS_ERROR_HEADER: "1"} if fhs_errors else {}
         if exc.status_code == 401:
             headers["WWW-Authenticate"] = "Bearer"
+        if isinstance(exc.details.get("retry_after_s"), int):
+            headers["Retry-After"] = str(exc.details["retry_after_s"])
         return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

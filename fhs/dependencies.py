@@ -1,4 +1,4 @@
-"""FastAPI dependencies shared by the Operator and Member APIs (STYLE #4): runtime, caller identity."""
+"""FastAPI dependencies of the Operator and Member APIs (STYLE #4): runtime, caller identity, budgets."""
 
 from __future__ import annotations
 
@@ -44,10 +44,21 @@ async def current_member(request: Request, runtime: RuntimeDep) -> Principal:
         raise Unauthenticated("missing credential: send 'Authorization: Bearer <JWT from your home IdP>'")
     if runtime.operator.check_operator_secret(token):
         raise Forbidden("the operator credential is not a member identity; use a JWT from a trusted IdP")
-    return await _validated_principal(runtime, token)
+    principal = await _validated_principal(runtime, token)
+    await runtime.rate_limits.spend("member", principal.key)
+    return principal
 
 
 CurrentMember = Annotated[Principal, Depends(current_member)]
+
+
+async def planning_member(runtime: RuntimeDep, me: CurrentMember) -> Principal:
+    """The calling member, also charged to the planning budget (calls that fan out to resources)."""
+    await runtime.rate_limits.spend("planning", me.key)
+    return me
+
+
+PlanningMember = Annotated[Principal, Depends(planning_member)]
 
 
 async def require_operator(request: Request, runtime: RuntimeDep) -> None:

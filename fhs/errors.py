@@ -84,6 +84,13 @@ class UpstreamError(FHSError):
     status_code = 502
 
 
+class RateLimited(FHSError):
+    """The caller used up a request budget; ``details.retry_after_s`` says when to try again."""
+
+    code = "rate_limited"
+    status_code = 429
+
+
 class IdPUnavailable(FHSError):
     """The keys of the token's (trusted) issuer cannot be fetched now: not the caller's fault; retry later."""
 

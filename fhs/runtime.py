@@ -21,6 +21,7 @@ from fhs.peering.client import PeerClient
 from fhs.peering.replication import Replication
 from fhs.proxy.service import new_proxy_client
 from fhs.proxy.ssrf import parse_allowlist
+from fhs.ratelimit import RateLimits
 from fhs.settings import Settings
 from fhs.store import open_store
 from fhs.store.base import Put, Store
@@ -78,6 +79,7 @@ class Runtime:
     validator: TokenValidator
     operator: OperatorSecret
     started_at: float
+    rate_limits: RateLimits
     peers: PeerClient = field(init=False)
     replication: Replication = field(init=False)
     key_refreshes: dict[str, float] = field(default_factory=dict)
@@ -113,6 +115,11 @@ class Runtime:
             validator=TokenValidator(settings, http),
             operator=operator,
             started_at=time.time(),
+            rate_limits=RateLimits(
+                member=settings.rate_limit_member,
+                planning=settings.rate_limit_planning,
+                peer=settings.rate_limit_peer,
+            ),
         )
 
     async def rotate_keys(self, *, overlap_s: float, publish_delay_s: float) -> str:

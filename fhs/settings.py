@@ -11,6 +11,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fhs.ratelimit import parse_budget
+
 Algorithm = Literal["RS256", "ES256", "EdDSA"]
 
 
@@ -41,6 +43,13 @@ class Settings(BaseSettings):
     proxy_timeout_s: float = Field(30.0, gt=0)
     proxy_max_body_bytes: int = Field(16 * 1024 * 1024, gt=0)
 
+    rate_limit_member: str = "3000/minute"
+    """Every Member API call of one member (``limits`` syntax: ``<count>/<second|minute|hour|day>``)."""
+    rate_limit_planning: str = "120/minute"
+    """Partition queries and plan executions of one member, on top of ``rate_limit_member``."""
+    rate_limit_peer: str = "60000/minute"
+    """Every FHS-FHS call of one peer FHS (its members' forwarded calls included)."""
+
     audit_keep_entries: int = Field(100_000, ge=1)
     """Newest entries kept per audit log (each federation's and the operator's); older ones are trimmed
     by the background loop every ``peer_key_refresh_s``. Export them first if you must keep them longer."""
@@ -57,6 +66,12 @@ class Settings(BaseSettings):
     def _non_empty(cls, value: list[str]) -> list[str]:
         if not value:
             raise ValueError("at least one algorithm must be allowed")
+        return value
+
+    @field_validator("rate_limit_member", "rate_limit_planning", "rate_limit_peer")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_budget(value)  # a bad budget stops start-up with the reason
         return value
 
     @property

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import Field
 
-from fhs.dependencies import CurrentMember, RuntimeDep, current_member
+from fhs.dependencies import CurrentMember, PlanningMember, RuntimeDep, current_member
 from fhs.federations import service as federations_service
 from fhs.federations.schemas import (
     MAX_SEQ,
@@ -244,7 +244,7 @@ async def monitoring(fid: FedId, runtime: RuntimeDep, me: CurrentMember) -> dict
 
 @router.post("/federations/{fid}/partition-queries", status_code=201)
 async def create_partition_query(
-    fid: FedId, body: PartitionQueryCreate, runtime: RuntimeDep, me: CurrentMember
+    fid: FedId, body: PartitionQueryCreate, runtime: RuntimeDep, me: PlanningMember
 ) -> PartitionQueryRead:
     """Rank where each part of a model should run, over the resources the caller may discover and invoke."""
     return await partition_service.create_query(runtime=runtime, fid=fid, principal=me, body=body)
@@ -265,7 +265,7 @@ async def execute_plan(
     rank: Annotated[int, Path(ge=1, le=1000)],
     request: Request,
     runtime: RuntimeDep,
-    me: CurrentMember,
+    me: PlanningMember,
 ) -> PlanExecutionRead:
     """Run a plan hop by hop on an input tensor (body: one `.npy` array); reports predicted vs measured."""
     tensor = await read_body(request.stream(), partition_service.MAX_TENSOR_BYTES + 4096)

@@ -49,6 +49,7 @@ async def _peer(
             reason=exc.message,
         )
         raise
+    await runtime.rate_limits.spend("peer", peer)
     return peer, claims, body
 
 
