@@ -20,7 +20,7 @@ from fhs.federations.events import Event, apply_event, make_event
 from fhs.federations.state import FederationState, events_log, load_state
 from fhs.identity.schemas import Principal
 from fhs.peering import service as peers_service
-from fhs.peering.outbox import outbox_cursor
+from fhs.peering.outbox import delivery_cap, outbox_cursor
 from fhs.registry.commands import REGISTRY_COMMANDS
 from fhs.store.base import Append, Op, Store
 
@@ -75,14 +75,6 @@ async def run_at_home(
     if decide is None:
         raise NotFound(f"no command {name[:64]!r}")
     store, me = runtime.store, runtime.settings.fhs_id
-    extra_ops = list(extra_ops)
-    if name == "participant.add":
-        joining = str(args.get("fhs_id", ""))
-        if not await peers_service.is_peer(store=store, fhs_id=joining):
-            raise InvalidInput(
-                f"{joining[:64]!r} is not a peer of the home FHS {me}; its operator must peer first"
-            )
-        extra_ops.append(outbox_cursor(fid, joining))
     for _ in range(MAX_RETRIES):
         state = await load_state(store=store, fid=fid)
         if state.home != me:
@@ -90,6 +82,12 @@ async def run_at_home(
                 f"this FHS is not the home of federation {fid!r}; send the command to {state.home}"
             )
         event_type, data, _target = decide(state, actor, args, via)
+        if event_type == "participant.added" and not await peers_service.is_peer(
+            store=store, fhs_id=data["fhs_id"]
+        ):  # checked after the decision, so only a FedAdmin learns who the home's peers are
+            raise InvalidInput(
+                f"{data['fhs_id']!r} is not a peer of the home FHS {me}; its operator must peer first"
+            )
         event = make_event(
             type=event_type,
             fid=fid,
@@ -103,7 +101,7 @@ async def run_at_home(
                 store=store,
                 state=state,
                 event=event,
-                extra_ops=extra_ops,
+                extra_ops=[*extra_ops, *_delivery_ops(event)],
                 note="" if via == me else f"via {via}",
             )
         except Conflict:
@@ -111,6 +109,16 @@ async def run_at_home(
         runtime.replication.notify()
         return event
     raise Conflict("the federation is being changed concurrently; try again")
+
+
+def _delivery_ops(event: Event) -> list[Op]:
+    """What only the home commits with an event: a joining FHS's outbox cursor, a removed one's cap."""
+    fid, data = event["federation"], event["data"]
+    if event["type"] == "participant.added":
+        return [outbox_cursor(fid, data["fhs_id"])]
+    if event["type"] == "participant.removed":
+        return [delivery_cap(fid, data["fhs_id"], int(event["seq"]))]
+    return []
 
 
 async def run_command(

@@ -87,6 +87,15 @@ async def add_participant(
     )
 
 
+@router.delete("/federations/{fid}/participants/{fhs_id}", status_code=204)
+async def remove_participant(
+    fid: FedId, fhs_id: Annotated[str, Path(pattern=FHS_ID_PATTERN)], runtime: RuntimeDep, me: CurrentMember
+) -> Response:
+    """Take a peer FHS out of the federation (FedAdmin): its members and their services leave with it."""
+    await federations_service.remove_participant(runtime=runtime, fid=fid, principal=me, fhs_id=fhs_id)
+    return Response(status_code=204)
+
+
 @router.get("/federations/{fid}/members")
 async def list_members(fid: FedId, runtime: RuntimeDep, me: CurrentMember) -> list[MemberRead]:
     """Members of the federation."""

@@ -55,8 +55,8 @@ class MemberRef(FedBase):
     name: str | None = Field(None, pattern=NAME_PATTERN)
 
 
-class ParticipantAdd(FedBase):
-    """Bring a peer FHS into the federation."""
+class ParticipantRef(FedBase):
+    """A peer FHS to bring into, or take out of, the federation."""
 
     fhs_id: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -160,11 +160,33 @@ def revoke_attribute(state: FederationState, actor: Principal, args: dict[str, A
 
 def add_participant(state: FederationState, actor: Principal, args: dict[str, Any], via: str) -> Plan:
     """Bring a peer FHS into the federation (FedAdmin; the home must be peered with it)."""
-    body = parse_args(ParticipantAdd, args)
+    body = parse_args(ParticipantRef, args)
     require_attribute(state, actor, "FedAdmin", via)
     if body.fhs_id in state.participants:
         raise Conflict(f"{body.fhs_id} already participates")
+    if body.fhs_id in state.removed_participants:
+        raise Conflict(
+            f"{body.fhs_id} was removed from this federation and cannot rejoin it (its copy was deleted); "
+            "create a new federation to work with it again"
+        )
     return "participant.added", {"fhs_id": body.fhs_id}, body.fhs_id
+
+
+def remove_participant(state: FederationState, actor: Principal, args: dict[str, Any], via: str) -> Plan:
+    """Take a peer FHS out of the federation (FedAdmin): its members, and the services they own, leave too."""
+    body = parse_args(ParticipantRef, args)
+    require_attribute(state, actor, "FedAdmin", via)
+    if body.fhs_id not in state.participants:
+        raise NotFound(f"{body.fhs_id} does not participate in this federation")
+    if body.fhs_id == state.home:
+        raise Conflict("the home FHS cannot leave its federation; delete the federation instead")
+    leaving = state.members_homed_at(body.fhs_id)
+    if not any("FedAdmin" in m["attributes"] for k, m in state.members.items() if k not in leaving):
+        raise Conflict(
+            f"no FedAdmin would be left: every FedAdmin is a member of {body.fhs_id}; "
+            "grant FedAdmin to a member of another domain first"
+        )
+    return "participant.removed", {"fhs_id": body.fhs_id}, body.fhs_id
 
 
 FEDERATION_COMMANDS: dict[str, Decide] = {
@@ -176,4 +198,5 @@ FEDERATION_COMMANDS: dict[str, Decide] = {
     "attribute.grant": grant_attribute,
     "attribute.revoke": revoke_attribute,
     "participant.add": add_participant,
+    "participant.remove": remove_participant,
 }

@@ -174,6 +174,18 @@ def _participant_added(state: FederationState | None, event: Event) -> list[Op]:
     return []  # the federation document itself changes: see apply_event
 
 
+def _participant_removed(state: FederationState | None, event: Event) -> list[Op]:
+    assert state is not None
+    fid, leaving = event["federation"], state.members_homed_at(event["data"]["fhs_id"])
+    ops: list[Op] = [Delete(members_collection(fid), key) for key in sorted(leaving)]
+    ops += [
+        Delete(services_collection(fid), sid)
+        for sid, svc in state.services.items()
+        if svc["owner"]["key"] in leaving
+    ]
+    return ops  # and the federation document: see apply_event
+
+
 APPLIERS: dict[str, Callable[[FederationState | None, Event], list[Op]]] = {
     "federation.created": _federation_created,
     "federation.deleted": _federation_deleted,
@@ -187,6 +199,7 @@ APPLIERS: dict[str, Callable[[FederationState | None, Event], list[Op]]] = {
     "service.updated": _service_put,
     "service.deleted": _service_deleted,
     "participant.added": _participant_added,
+    "participant.removed": _participant_removed,
 }
 
 
@@ -202,4 +215,8 @@ def apply_event(state: FederationState | None, event: Event) -> list[Op]:
     doc = {**state.federation, "seq": event["seq"]}
     if event["type"] == "participant.added":
         doc["participants"] = [*state.participants, event["data"]["fhs_id"]]
+    if event["type"] == "participant.removed":
+        gone = event["data"]["fhs_id"]
+        doc["participants"] = [p for p in state.participants if p != gone]
+        doc["removed_participants"] = [*state.removed_participants, gone]
     return [Put(FEDERATIONS, state.id, doc, if_version=state.version), *ops]

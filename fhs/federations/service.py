@@ -185,6 +185,14 @@ async def revoke_attribute(
     return await _member(runtime, fid, key)
 
 
+async def remove_participant(*, runtime: Runtime, fid: str, principal: Principal, fhs_id: str) -> None:
+    """Take a peer FHS out of the federation (FedAdmin); its members and their services leave with it, and
+    it deletes its copy when the removal reaches it."""
+    await run_command(
+        runtime=runtime, fid=fid, principal=principal, name="participant.remove", args={"fhs_id": fhs_id}
+    )
+
+
 async def add_participant(*, runtime: Runtime, fid: str, principal: Principal, fhs_id: str) -> FederationRead:
     """Bring a peer FHS into the federation (FedAdmin); it receives the federation's events from then on."""
     await run_command(

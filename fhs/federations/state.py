@@ -65,6 +65,15 @@ class FederationState:
         return str(self.federation["home_fhs"])
 
     @property
+    def removed_participants(self) -> list[str]:
+        """FHSs that were taken out of the federation (they cannot rejoin it)."""
+        return list(self.federation.get("removed_participants", []))
+
+    def members_homed_at(self, fhs_id: str) -> set[str]:
+        """Keys of the members whose home FHS is ``fhs_id``."""
+        return {key for key, member in self.members.items() if member["home_fhs"] == fhs_id}
+
+    @property
     def participants(self) -> list[str]:
         """The FHSs taking part in this federation (the home first)."""
         return list(self.federation.get("participants", [self.home]))

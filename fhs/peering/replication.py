@@ -28,7 +28,7 @@ from fhs.identity.keys import FHSKeyring
 from fhs.observability import REPLICATION_LAST_OK_AGE, REPLICATION_PENDING
 from fhs.peering import server
 from fhs.peering.messages import sign_event
-from fhs.peering.outbox import OUTBOX, outbox_key
+from fhs.peering.outbox import OUTBOX, PULLS, delivery_end, outbox_key
 from fhs.peering.schemas import FederationSync, LinkStatus
 from fhs.store.base import Delete, Put
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from fhs.runtime import Runtime
 
 log = logging.getLogger(__name__)
-PULLS = "pulls"
 PUSH_BATCH = 200
 MAX_BACKOFF_S = 30.0
 
@@ -122,9 +121,10 @@ class Replication:
         runtime, fid, peer = self._runtime, cursor["fid"], cursor["peer"]
         store, me = runtime.store, runtime.settings.fhs_id
         acked = int(cursor["acked"])
-        if acked >= await store.log_length(events_log(fid)):
+        end = await delivery_end(store, fid, peer)
+        if acked >= end:
             return
-        entries = await store.read_log(events_log(fid), after=acked, limit=PUSH_BATCH)
+        entries = await store.read_log(events_log(fid), after=acked, limit=min(PUSH_BATCH, end - acked))
         tokens = [sign_event(runtime.keyring, me=me, event=e.entry) for e in entries]
         try:
             seq = await runtime.peers.push_events(peer_id=peer, fid=fid, events=tokens)
@@ -187,7 +187,8 @@ class Replication:
                 ]
             )
             raise
-        await store.write([Put(PULLS, fid, {"home": home, "last_ok": now_iso(), "last_error": None})])
+        if await server.state_or_none(runtime, fid) is not None:  # not if this pull removed us from it
+            await store.write([Put(PULLS, fid, {"home": home, "last_ok": now_iso(), "last_error": None})])
 
     async def _last_pull_ok(self, fid: str) -> str | None:
         doc = await self._runtime.store.get(PULLS, fid)
@@ -209,7 +210,7 @@ class Replication:
                     peer=c["peer"],
                     direction="push",
                     acked_seq=int(c["acked"]),
-                    pending=max(0, seq - int(c["acked"])),
+                    pending=max(0, await delivery_end(store, fid, c["peer"]) - int(c["acked"])),
                     last_ok=c["last_ok"],
                     last_error=c["last_error"],
                 )

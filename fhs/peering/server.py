@@ -13,14 +13,23 @@ from fhs.audit import service as audit_service
 from fhs.commands import commit_event, run_at_home
 from fhs.errors import Conflict, FHSError, Forbidden, NotFound, Unauthenticated
 from fhs.federations.events import now_iso
-from fhs.federations.state import FederationState, events_log, load_state
+from fhs.federations.state import (
+    FEDERATIONS,
+    FederationState,
+    attributes_collection,
+    events_log,
+    load_state,
+    members_collection,
+    services_collection,
+)
 from fhs.identity.pinned import UnknownSigningKey
 from fhs.identity.schemas import Principal
 from fhs.peering import service as peers_service
 from fhs.peering.messages import sign_event, sign_keys, verify_event, verify_keys, verify_request
-from fhs.peering.outbox import OUTBOX, outbox_key
+from fhs.peering.outbox import OUTBOX, PULLS, delivery_end, outbox_key
 from fhs.peering.schemas import CommandForward
-from fhs.store.base import Put
+from fhs.registry.service import endpoints_collection
+from fhs.store.base import Delete, Op, Put, Store
 
 if TYPE_CHECKING:
     from fhs.runtime import Runtime
@@ -156,11 +165,28 @@ async def receive_events(runtime: Runtime, *, peer_id: str, fid: str, tokens: li
                 raise Forbidden(f"{me} does not participate in federation {fid}")
         elif state.home != peer_id:
             raise Forbidden(f"{peer_id} is not the home of federation {fid}")
+        removes_me = event.get("type") == "participant.removed" and event["data"].get("fhs_id") == me
+        # taken out of the federation: forget the local copy in the same batch (the event log stays, so any
+        # later event is ignored like after a deletion)
+        forget = await _forget_ops(store, state) if removes_me and state is not None else []
         try:
-            await commit_event(store=store, state=state, event=event, note=f"replicated from {peer_id}")
+            await commit_event(
+                store=store, state=state, event=event, note=f"replicated from {peer_id}", extra_ops=forget
+            )
         except Conflict:
             continue  # another replica or a concurrent pull applied it first
     return await store.log_length(events_log(fid))
+
+
+async def _forget_ops(store: Store, state: FederationState) -> list[Op]:
+    """Delete this FHS's copy of a federation it was removed from, endpoint URLs and pull status included."""
+    fid = state.id
+    ops: list[Op] = [Delete(FEDERATIONS, fid)]
+    ops += [Delete(members_collection(fid), key) for key in state.members]
+    ops += [Delete(attributes_collection(fid), key) for key in state.attributes]
+    ops += [Delete(services_collection(fid), key) for key in state.services]
+    ops += [Delete(endpoints_collection(fid), doc.key) for doc in await store.list(endpoints_collection(fid))]
+    return [*ops, Delete(PULLS, fid)]
 
 
 async def state_or_none(runtime: Runtime, fid: str) -> FederationState | None:
@@ -177,9 +203,10 @@ async def serve_events(runtime: Runtime, *, peer_id: str, fid: str, after: int) 
     cursor = await store.get(OUTBOX, outbox_key(fid, peer_id))
     if cursor is None:
         raise NotFound(f"no federation {fid[:80]!r} shared with {peer_id}")
+    end = await delivery_end(store, fid, peer_id)  # a removed participant gets nothing after its removal
     if after > int(cursor.value["acked"]) or cursor.value["last_error"]:
         # a pull acknowledges what the participant holds, and shows it is reachable again: resume pushing now
-        acked = max(int(cursor.value["acked"]), min(after, await store.log_length(events_log(fid))))
+        acked = max(int(cursor.value["acked"]), min(after, end))
         await store.write(
             [
                 Put(
@@ -196,7 +223,9 @@ async def serve_events(runtime: Runtime, *, peer_id: str, fid: str, after: int) 
                 )
             ]
         )
-    entries = await store.read_log(events_log(fid), after=max(after, 0), limit=MAX_EVENTS_PER_PULL)
+    if after >= end:
+        return []
+    entries = await store.read_log(events_log(fid), after=after, limit=min(MAX_EVENTS_PER_PULL, end - after))
     keyring = runtime.keyring
     return [sign_event(keyring, me=me, event=e.entry) for e in entries if e.entry.get("origin") == me]
 

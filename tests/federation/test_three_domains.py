@@ -368,6 +368,69 @@ def test_a_rotated_key_reaches_the_peers_before_it_signs_and_replication_goes_on
     assert "after-rotation" in {x["name"] for x in at_b}
 
 
+def test_a_removed_participant_forgets_the_federation_and_receives_nothing_after(world: World) -> None:
+    cluster, a, b, c = world.cluster, world.a, world.b, world.c
+    fid = cluster.create_federation("a", "alice", "leaving", participants=("b", "c"))
+
+    def url(domain: Domain, suffix: str = "") -> str:
+        return f"{domain.fhs_url}/member/v1/federations/{fid}{suffix}"
+
+    alice, bob, carol, eve = a.member("alice"), b.member("bob"), c.member("carol"), c.member("eve")
+    for identity, attributes in (
+        (b.identity("bob"), ["ServiceOwner"]),
+        (c.identity("carol"), ["ServiceOwner"]),
+        (c.identity("eve"), ["FedAdmin"]),
+    ):
+        call(
+            "POST",
+            url(a, "/members"),
+            headers=alice,
+            json_body={**identity, "attributes": attributes},
+            expect=201,
+        )
+    converge([a, b, c], fid)
+    service = {
+        "type": "test.echo",
+        "endpoint": _echo(cluster, c),
+        "discovery_policy": {"template": "all-members"},
+    }
+    carols = call(
+        "POST", url(c, "/services"), headers=carol, expect=201, json_body={"name": "at-c", **service}
+    )
+    converge([a, b, c], fid)
+    assert carols["id"] in {s["id"] for s in call("GET", url(b, "/services"), headers=bob, expect=200)}
+
+    # Only a FedAdmin may remove; eve (FedAdmin, member of C) removes C through her own FHS.
+    call("DELETE", url(b, "/participants/fhs-c"), headers=bob, expect=403)
+    call("DELETE", url(a, "/participants/fhs-a"), headers=alice, expect=409)  # the home cannot leave
+    call("DELETE", url(c, "/participants/fhs-c"), headers=eve, expect=204)
+    converge([a, b], fid)
+    # C deleted its copy: its members no longer see the federation, and its operator no longer lists it.
+    call("GET", url(c), headers=carol, expect=404)
+    call("GET", url(c), headers=eve, expect=404)
+    at_c = call("GET", f"{c.fhs_url}/operator/v1/replication", headers=c.operator, expect=200)
+    assert fid not in {s["federation"] for s in at_c}
+    # A and B dropped C's members and the services they owned.
+    federation = call("GET", url(a), headers=alice, expect=200)
+    assert federation["participants"] == ["fhs-a", "fhs-b"]
+    members = call("GET", url(a, "/members"), headers=alice, expect=200)
+    assert {m["home_fhs"] for m in members} == {"fhs-a", "fhs-b"}
+    assert carols["id"] not in {s["id"] for s in call("GET", url(b, "/services"), headers=bob, expect=200)}
+
+    # Later events reach B but never C: A's delivery to C stops at the removal, with nothing pending.
+    call("POST", url(a, "/attributes"), headers=alice, json_body={"name": "after-c-left"}, expect=201)
+    converge([a, b], fid)
+    status = {
+        s["federation"]: s for s in call("GET", f"{a.fhs_url}/operator/v1/replication", headers=a.operator)
+    }
+    links = {link["peer"]: link for link in status[fid]["links"]}
+    assert links["fhs-b"]["acked_seq"] == status[fid]["seq"]
+    assert links["fhs-c"]["acked_seq"] == status[fid]["seq"] - 1 and links["fhs-c"]["pending"] == 0
+    # C cannot come back into this federation (its copy is gone).
+    response = httpx.post(url(a, "/participants"), headers=alice, json={"fhs_id": "fhs-c"}, timeout=10)
+    assert response.status_code == 409 and "cannot rejoin" in response.json()["error"]["message"]
+
+
 # -- faults (last: they stop processes) ---------------------------------------------------------------
 
 

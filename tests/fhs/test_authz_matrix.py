@@ -106,6 +106,17 @@ MATRIX: list[tuple[str, Route, dict[str, int]]] = [
     ("update service", ("PATCH", _svc(), {"name": "renamed"}), _expect(401, 403, 404, 403, 403, 200, 403)),
     ("invoke service", ("GET", _svc("/invoke/x"), None), _expect(401, 403, 404, 404, 200, 403, 404)),
     ("federation audit", ("GET", _fed("/audit"), None), _expect(401, 403, 404, 403, 403, 403, 200)),
+    # One FHS here: alice passes the checks, then is refused (not a peer; the home cannot leave).
+    (
+        "add participant",
+        ("POST", _fed("/participants"), {"fhs_id": "fhs-z"}),
+        _expect(401, 403, 404, 403, 403, 403, 422),
+    ),
+    (
+        "remove participant",
+        ("DELETE", _fed("/participants/fhs-a"), None),
+        _expect(401, 403, 404, 403, 403, 403, 409),
+    ),
     ("delete service", ("DELETE", _svc(), None), _expect(401, 403, 404, 403, 403, 204, 404)),
     ("delete federation", ("DELETE", _fed(), None), _expect(401, 403, 404, 403, 403, 403, 204)),
     (
