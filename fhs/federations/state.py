@@ -7,13 +7,14 @@ write to the federation), ``members:{fid}``, ``attributes:{fid}``, ``services:{f
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhs.errors import NotFound
-from fhs.store.base import Store
+from fhs.errors import InvalidInput, NotFound
+from fhs.store.base import Document, Store
 
 FEDERATIONS = "federations"
 PREDEFINED_ATTRIBUTES = ("FedAdmin", "ServiceOwner", "Member")
@@ -115,3 +116,35 @@ async def load_state(*, store: Store, fid: str) -> FederationState:
         attributes={d.key: d.value for d in await store.list(attributes_collection(fid))},
         services={d.key: d.value for d in await store.list(services_collection(fid))},
     )
+
+
+async def load_excerpt(
+    *, store: Store, fid: str, member: str | None = None, service: str | None = None
+) -> FederationState:
+    """A snapshot holding only the federation document and, when named and present, one member and one
+    service: a few reads instead of whole collections, for per-call paths (invocations, peer checks).
+    Decisions about the whole federation (commands, discovery, hashes) use :func:`load_state`."""
+    doc, member_doc, service_doc = await asyncio.gather(
+        _get_if_valid(store, FEDERATIONS, fid),
+        _get_if_valid(store, members_collection(fid), member),
+        _get_if_valid(store, services_collection(fid), service),
+    )
+    if doc is None:
+        raise NotFound(f"no federation {fid[:80]!r}")
+    return FederationState(
+        federation=doc.value,
+        version=doc.version,
+        members={member: member_doc.value} if member and member_doc else {},
+        services={service: service_doc.value} if service and service_doc else {},
+    )
+
+
+async def _get_if_valid(store: Store, collection: str, key: str | None) -> Document | None:
+    """``store.get``, with no key, or one the store refuses (NUL, too long), read as absent: a caller's
+    odd id is "not found", not a store error."""
+    if key is None:
+        return None
+    try:
+        return await store.get(collection, key)
+    except InvalidInput:
+        return None

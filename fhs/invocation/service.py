@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 from fhs.audit import service as audit_service
 from fhs.errors import FHSError, NotFound
 from fhs.federations.commands import require_member
-from fhs.federations.state import load_state
+from fhs.federations.state import load_excerpt
 from fhs.identity.invocation import InvocationToken
 from fhs.identity.schemas import Principal
 from fhs.identity.validation import ACCESS_TOKEN_QUERY
@@ -146,7 +146,7 @@ async def invoke(
     """Invoke service ``sid`` of federation ``fid`` as ``principal``, here or through the owning peer FHS."""
     me = runtime.settings.fhs_id
     query = without_credentials(query)
-    state = await load_state(store=runtime.store, fid=fid)
+    state = await load_excerpt(store=runtime.store, fid=fid, member=principal.key, service=sid)
     require_member(state, principal, me)
     service = state.services.get(sid)
     if service is None:

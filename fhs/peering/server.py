@@ -18,6 +18,7 @@ from fhs.federations.state import (
     FederationState,
     attributes_collection,
     events_log,
+    load_excerpt,
     load_state,
     members_collection,
     services_collection,
@@ -250,8 +251,7 @@ async def invocation_principal(
     member = claims.get("member")
     if not isinstance(member, dict) or not member.get("iss") or not member.get("sub"):
         raise Unauthenticated("the peer assertion does not name a member")
-    state = await load_state(store=runtime.store, fid=fid)
-    _require_participant(state, peer_id)
+    _require_participant(await load_excerpt(store=runtime.store, fid=fid), peer_id)
     return Principal(issuer=str(member["iss"]), subject=str(member["sub"]))
 
 
@@ -262,4 +262,4 @@ def signed_keys(runtime: Runtime) -> dict[str, list[str]]:
 
 async def require_participant(runtime: Runtime, *, peer_id: str, fid: str) -> None:
     """NotFound/Forbidden unless ``peer_id`` takes part in federation ``fid``."""
-    _require_participant(await load_state(store=runtime.store, fid=fid), peer_id)
+    _require_participant(await load_excerpt(store=runtime.store, fid=fid), peer_id)

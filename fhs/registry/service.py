@@ -14,7 +14,7 @@ from fhs.commands import run_command
 from fhs.errors import FHSError, Forbidden, NotFound
 from fhs.federations.commands import require_member
 from fhs.federations.events import now_iso
-from fhs.federations.state import FederationState, load_state
+from fhs.federations.state import FederationState, load_excerpt, load_state
 from fhs.identity.schemas import Principal
 from fhs.ids import new_service_id
 from fhs.observability import DECISIONS
@@ -226,7 +226,7 @@ async def authorize_invoke(
     the service, the member and the endpoint URL. A member that may neither invoke nor discover the
     service gets NotFound (no existence leak); one that may discover it but not invoke gets Forbidden.
     """
-    state = await load_state(store=store, fid=fid)
+    state = await load_excerpt(store=store, fid=fid, member=principal.key, service=sid)
     require_member(state, principal, via)
     service = state.services.get(sid)
     endpoint = await endpoint_of(store=store, fid=fid, sid=sid)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
 from fhs.devtools.cluster import free_port
 from fhs.identity.invocation import verify_invocation_token
 from tests.fhs.conftest import LocalIdP, RunningFHS, World, ok
@@ -193,6 +195,15 @@ async def test_a_token_in_the_query_string_is_not_forwarded(world: World) -> Non
     )
     echoed = await ok(response)
     assert echoed["query"] == "keep=1" and token not in str(echoed)
+
+
+@pytest.mark.parametrize("odd_sid", ["%00", "x" * 300, "nope"])
+async def test_an_unknown_or_unstorable_service_id_is_404_on_invoke(world: World, odd_sid: str) -> None:
+    response = await world.fhs.client.get(
+        f"/member/v1/federations/{world.fid}/services/{odd_sid}/invoke/x", headers=world.headers("carol")
+    )
+    assert response.status_code == 404, response.text
+    assert "store" not in response.text  # no storage internals in the message
 
 
 async def test_an_unreachable_idp_is_a_503_not_a_401(world: World) -> None:
