@@ -47,9 +47,11 @@ def encode_array(
     if not isinstance(array, np.ndarray):
         raise TensorWireError(f"expected a numpy array, got {type(array).__name__}")
     _check_array(array, max_bytes=max_bytes, allowed_dtypes=allowed_dtypes, what="array")
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()
+    # (not np.ascontiguousarray: it turns a 0-d array into shape (1,))
+    contiguous = array if array.flags.c_contiguous else np.ascontiguousarray(array)
+    # the bytes np.save writes (format 1.0 header, then the C-order data), with one copy of the data
+    data = contiguous.reshape(-1).data.cast("B") if contiguous.size else b""
+    return _header(contiguous) + data
 
 
 def decode_array(
@@ -61,7 +63,7 @@ def decode_array(
     """Parse ``.npy`` bytes into an array after validating header, dtype, rank, size and exact length."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TensorWireError(f"expected bytes, got {type(data).__name__}")
-    raw = bytes(data)
+    raw = data if isinstance(data, bytes) else bytes(data)
     if len(raw) > max_bytes + _MAX_HEADER_BYTES:
         raise TensorWireError(f"tensor document is {len(raw)} bytes; the limit is {max_bytes} bytes of data")
     stream = io.BytesIO(raw)
@@ -94,7 +96,7 @@ def decode_array(
     expected = count * dtype.itemsize
     if expected > max_bytes:
         raise TensorWireError(f"tensor declares {expected} bytes of data; the limit is {max_bytes} bytes")
-    payload = raw[stream.tell() :]
+    payload = memoryview(raw)[stream.tell() :]  # no copy: the one copy is the array returned below
     if len(payload) != expected:
         raise TensorWireError(
             f"tensor payload is {len(payload)} bytes but its header declares {expected} bytes "
@@ -106,6 +108,12 @@ def decode_array(
 
 def encoded_size(array: np.ndarray) -> int:
     """Bytes :func:`encode_array` produces for ``array`` (header included), without copying the data."""
-    header = io.BytesIO()  # magic + header, exactly as np.save writes them
-    np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
-    return header.tell() + int(array.nbytes)
+    return len(_header(array)) + int(array.nbytes)
+
+
+def _header(array: np.ndarray) -> bytes:
+    """The ``.npy`` magic and format 1.0 header of ``array`` sent in C order, as ``np.save`` writes them."""
+    header = io.BytesIO()
+    fields = {"descr": np.lib.format.dtype_to_descr(array.dtype), "fortran_order": False}
+    np.lib.format.write_array_header_1_0(header, {**fields, "shape": array.shape})
+    return header.getvalue()

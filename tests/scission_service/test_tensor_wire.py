@@ -32,6 +32,31 @@ def test_big_endian_and_fortran_arrays_come_back_native_and_c_contiguous() -> No
     np.testing.assert_array_equal(back, array)
 
 
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array(1.5, dtype=np.float32),  # 0-d: stays 0-d
+        np.zeros((0, 3), dtype=np.int16),  # empty
+        np.arange(12, dtype=">f8").reshape(3, 4),  # big-endian
+        np.asfortranarray(np.arange(30, dtype=np.float16).reshape(5, 6)),  # sent in C order
+        np.arange(24, dtype=np.float32).reshape(4, 6)[:, ::2],  # a strided view
+    ],
+    ids=["0-d", "empty", "big-endian", "fortran", "strided"],
+)
+def test_encoding_is_a_standard_npy_document_any_reader_loads(array: np.ndarray) -> None:
+    data = encode_array(array)
+    expected = io.BytesIO()
+    np.save(expected, array if array.flags.c_contiguous else np.ascontiguousarray(array), allow_pickle=False)
+    assert data == expected.getvalue() and len(data) == encoded_size(array)
+    for back in (decode_array(data), np.load(io.BytesIO(data), allow_pickle=False)):
+        assert back.shape == array.shape
+        np.testing.assert_array_equal(back, array)
+    assert (
+        decode_array(bytearray(data)).flags["WRITEABLE"]
+        and decode_array(memoryview(data)).shape == array.shape
+    )
+
+
 def test_pickled_object_array_is_refused() -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
