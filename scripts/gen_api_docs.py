@@ -231,8 +231,34 @@ def render() -> str:
         "",
     ]
     lines += _table(_rows(build_resource_app(), _resource_auth))
-    lines.append("")
+    lines += ["", *_settings_section()]
     return "\n".join(lines)
+
+
+def _settings_section() -> list[str]:
+    """The FHS's environment variables, from the documented fields of ``fhs.settings.Settings``."""
+    import json
+
+    from fhs.settings import Settings
+
+    lines = [
+        "## FHS configuration (environment)",
+        "",
+        "`fhs serve` reads these from the environment; its options (`fhs serve --help`) set the first few "
+        "and win over the environment. Lists are JSON, e.g. `FHS_PROXY_ALLOWLIST='[\"10.0.0.0/8\"]'`. "
+        "All replicas of one FHS use the same values.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = json.dumps(default) if isinstance(default, list) else str(default)
+        shown = f"`{shown}`" if shown else "(empty)"
+        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+        lines.append(f"| `FHS_{name.upper()}` | {shown} | {meaning} |")
+    lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

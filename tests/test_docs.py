@@ -87,3 +87,11 @@ def test_check_mode_reports_a_stale_file(
     assert generator.main(["--output", str(stale)]) == 0
     assert generator.main(["--check", "--output", str(stale)]) == 0
     assert stale.read_text(encoding="utf-8") == rendered
+
+
+def test_every_fhs_setting_is_documented_in_the_reference(rendered: str) -> None:
+    from fhs.settings import Settings
+
+    for name, field in Settings.model_fields.items():
+        assert field.description, f"Settings.{name} has no docstring (docs/api.md shows it)"
+        assert f"| `FHS_{name.upper()}` |" in rendered
