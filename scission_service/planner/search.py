@@ -35,17 +35,19 @@ class ClosedSegment:
 
 
 # A label is a plain tuple (cheap to build):
-# (obj, tkey, closed, cc, seg, tier_closed, t, b) -- ``cc`` is the compute of the closed segments, ``seg``
+# (obj, closed, cc, seg, tier_closed, t, b) -- ``cc`` is the compute of the closed segments, ``seg``
 # that of the open one, ``tier_closed`` that of the closed segments per tier (kept at 0 unless a compute
 # cap needs it), ``t``/``b`` the transfer seconds/bytes. ``closed`` is a cons list
 # ``(prev, resource, end, sent_bytes)`` (``None`` when empty), turned into ClosedSegments only for finals.
+# The tie-break key (the plan's (resource id, end) pairs in chain order, then the open resource's id) is
+# built from ``closed`` only when two labels of a node tie (``_tie_key``).
 _Label = tuple
-_OBJ, _TKEY, _CLOSED, _CC, _SEG, _TIER, _T, _B = range(8)
+_OBJ, _CLOSED, _CC, _SEG, _TIER, _T, _B = range(7)
 _OBJ_KEY = itemgetter(_OBJ)
 _PARTS: dict[str, tuple[int, ...]] = {"latency": (_CC, _SEG, _T), "transfer": (_B,)}
 _PARTS_WEIGHTED = (_CC, _SEG, _T, _B)
-# a label with r's open segment closed at the current boundary: (cc, tier_closed, tkey prefix, closed, t, b)
-_Closing = tuple[float, tuple[float, float, float], tuple, tuple | None, float, float]
+# a label with r's open segment closed at the current boundary: (cc, tier_closed, closed, t, b)
+_Closing = tuple[float, tuple[float, float, float], tuple | None, float, float]
 
 
 @dataclass
@@ -93,14 +95,20 @@ def objective_value(query: PlanQuery, latency: float, transfer_bytes: float) -> 
     return query.latency_weight * latency + query.transfer_weight * (transfer_bytes / 1e6)
 
 
-def _dominates(prep: Prepared, parts: tuple[int, ...], cur_rank: int, y: _Label, x: _Label) -> bool:
+def _tie_key(ids: list[str], r: int, label: _Label) -> tuple:
+    """The label's tie-break key: its closed segments' (resource id, end) in chain order, then (id of r,)."""
+    return (*((ids[seg.resource], seg.end) for seg in _closed_segments(label[_CLOSED])), (ids[r],))
+
+
+def _dominates(prep: Prepared, parts: tuple[int, ...], r: int, y: _Label, x: _Label) -> bool:
     """True when ``y`` is at least as good as ``x`` for every completion (``y`` sorts before ``x``)."""
+    cur_rank = prep.ranks[r]
     if y[_OBJ] >= x[_OBJ] - _BAND * x[_OBJ]:
         # near-tie: decide component-wise so rounding cannot flip the final order
         for i in parts:
             if y[i] > x[i]:
                 return False
-        if y[_TKEY] > x[_TKEY]:
+        if _tie_key(prep.ids, r, y) > _tie_key(prep.ids, r, x):
             return False
     if prep.bytes_cap < INF and y[_B] > x[_B]:
         return False
@@ -125,8 +133,8 @@ def _pct_dominates(y: _Label, x: _Label, rank: int, cur_rank: int, percent: floa
     return slack_y > slack_x + _BAND * scale
 
 
-def _filter(prep: Prepared, parts: tuple[int, ...], cur_rank: int, labels: list[_Label]) -> list[_Label]:
-    """Keep the labels that fewer than ``top`` others dominate."""
+def _filter(prep: Prepared, parts: tuple[int, ...], r: int, labels: list[_Label]) -> list[_Label]:
+    """Keep the labels of node resource ``r`` that fewer than ``top`` others dominate."""
     top = prep.query.top
     if len(labels) <= top:
         return labels
@@ -134,7 +142,7 @@ def _filter(prep: Prepared, parts: tuple[int, ...], cur_rank: int, labels: list[
     # key dominates; keeping a label is always safe, only dropping one needs ``top`` dominators.
     labels.sort(key=_OBJ_KEY)
     kept = labels[:top]
-    if prep.bytes_cap == INF and cur_rank not in prep.abs_caps and not prep.pct_caps:
+    if prep.bytes_cap == INF and prep.ranks[r] not in prep.abs_caps and not prep.pct_caps:
         # simple: dominance is objective order with the component-wise near-tie rule (inlined _dominates)
         worst = kept[top - 1][_OBJ]
         for x in labels[top:]:
@@ -142,11 +150,14 @@ def _filter(prep: Prepared, parts: tuple[int, ...], cur_rank: int, labels: list[
             low = x_obj - _BAND * x_obj
             if worst < low:
                 break  # sorted by objective: every later label is dominated by the first ``top``
-            x_tkey = x[_TKEY]
+            x_key: tuple | None = None
             count = 0
             for y in kept:
                 if y[_OBJ] >= low:
-                    if any(y[i] > x[i] for i in parts) or y[_TKEY] > x_tkey:
+                    if any(y[i] > x[i] for i in parts):
+                        continue
+                    x_key = x_key or _tie_key(prep.ids, r, x)
+                    if _tie_key(prep.ids, r, y) > x_key:
                         continue
                 count += 1
                 if count >= top:
@@ -157,7 +168,7 @@ def _filter(prep: Prepared, parts: tuple[int, ...], cur_rank: int, labels: list[
     for x in labels[top:]:
         count = 0
         for y in kept:
-            if _dominates(prep, parts, cur_rank, y, x):
+            if _dominates(prep, parts, r, y, x):
                 count += 1
                 if count >= top:
                     break
@@ -185,7 +196,6 @@ def search(prep: Prepared) -> list[Candidate]:
     res_tbits = [prep.required_tier_bits.get(ranks[i], 0) for i in range(n_res)]
     res_rbits = [prep.required_resource_bits.get(i, 0) for i in range(n_res)]
     res_alone = [frozenset((i,)) for i in range(n_res)]
-    res_tail = [((ids[i],),) for i in range(n_res)]
     # zero_tail[b]: some resource may run each block from b on in 0 s (the quirk's 0-byte hops need that)
     zero_tail = [True] * (n_blocks + 1)
     for b in range(n_blocks - 1, -1, -1):
@@ -195,7 +205,7 @@ def search(prep: Prepared) -> list[Candidate]:
     nodes: dict[tuple, list[_Label]] = {}
     for src in prep.sources:
         key = (src, src, 0, 0, 0, res_alone[src], 0, quirk)
-        nodes[key] = [(0.0, ((ids[src],),), None, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0)]
+        nodes[key] = [(0.0, None, 0.0, 0.0, (0.0, 0.0, 0.0), 0.0, 0.0)]
 
     for blk in range(n_blocks):
         idle = blk == 0
@@ -216,17 +226,17 @@ def search(prep: Prepared) -> list[Candidate]:
                     bucket = nxt.setdefault(nkey, [])
                     if latency_only and not cap < INF:  # the common case, kept lean
                         bucket += [
-                            ((cc + (seg := seg0 + t)) + tt, tkey, closed, cc, seg, tier, tt, b)
-                            for _, tkey, closed, cc, seg0, tier, tt, b in labels
+                            ((cc + (seg := seg0 + t)) + tt, closed, cc, seg, tier, tt, b)
+                            for _, closed, cc, seg0, tier, tt, b in labels
                         ]
                     else:
-                        for _, tkey, closed, cc, seg0, tier, tt, b in labels:
+                        for _, closed, cc, seg0, tier, tt, b in labels:
                             seg = seg0 + t
                             if tier[rank] + seg > cap:
                                 continue
                             latency_s = (cc + seg) + tt
                             obj = latency_s if latency_only else objective_value(query, latency_s, b)
-                            bucket.append((obj, tkey, closed, cc, seg, tier, tt, b))
+                            bucket.append((obj, closed, cc, seg, tier, tt, b))
             # 2. hop to a later resource and run block ``blk`` there
             if max_hops is not None and hops >= max_hops:
                 continue
@@ -261,7 +271,6 @@ def search(prep: Prepared) -> list[Candidate]:
                     branches = ((sent, mode),)
                 cap2 = res_cap[r2]
                 seg2 = 0.0 + t2
-                tail = res_tail[r2]
                 for eff, hop_mode in branches:
                     if eff > upload_cap[r]:
                         continue
@@ -277,20 +286,18 @@ def search(prep: Prepared) -> list[Candidate]:
                     )  # fmt: skip
                     bucket = nxt.setdefault(nkey, [])
                     if closing is None:  # what closing r's segment at ``blk`` makes of each label
-                        ended = (ids[r], blk)
                         closing = [
-                            (cc + seg, _add_at(tier, rank, seg) if track_tiers else tier, (*tkey[:-1], ended),
-                             closed, tt, b)
-                            for _, tkey, closed, cc, seg, tier, tt, b in labels
-                        ]  # fmt: skip
+                            (cc + seg, _add_at(tier, rank, seg) if track_tiers else tier, closed, tt, b)
+                            for _, closed, cc, seg, tier, tt, b in labels
+                        ]
                     if latency_only and not bytes_cap < INF and not cap2 < INF:  # the common case, kept lean
                         bucket += [
-                            ((cc + seg2) + (tt := t0 + hop_s), prefix + tail, (closed, r, blk, eff), cc, seg2,
-                             tier_closed, tt, b0 + eff)
-                            for cc, tier_closed, prefix, closed, t0, b0 in closing
+                            ((cc + seg2) + (tt := t0 + hop_s), (closed, r, blk, eff), cc, seg2, tier_closed,
+                             tt, b0 + eff)
+                            for cc, tier_closed, closed, t0, b0 in closing
                         ]  # fmt: skip
                         continue
-                    for cc, tier_closed, prefix, closed, t0, b0 in closing:
+                    for cc, tier_closed, closed, t0, b0 in closing:
                         b2 = b0 + eff
                         if b2 > bytes_cap:
                             continue
@@ -300,11 +307,11 @@ def search(prep: Prepared) -> list[Candidate]:
                         latency_s = (cc + seg2) + tt
                         obj = latency_s if latency_only else objective_value(query, latency_s, b2)
                         closed2 = (closed, r, blk, eff)
-                        bucket.append((obj, prefix + tail, closed2, cc, seg2, tier_closed, tt, b2))
+                        bucket.append((obj, closed2, cc, seg2, tier_closed, tt, b2))
         nodes = {}
         for key, labels in nxt.items():
             if labels:
-                nodes[key] = _filter(prep, parts, ranks[key[0]], labels)
+                nodes[key] = _filter(prep, parts, key[0], labels)
 
     return _finish(prep, nodes, need_tmask, need_rmask)
 

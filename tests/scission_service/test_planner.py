@@ -150,6 +150,23 @@ def test_default_query_is_paper_semantics_one_resource_per_tier() -> None:
     _same_top(problem, PlanQuery(top=50))
 
 
+@pytest.mark.parametrize("objective", ["latency", "transfer"])
+@pytest.mark.parametrize("max_hops", [None, 3])
+def test_exact_ties_are_ranked_by_the_plan_key(objective: str, max_hops: int | None) -> None:
+    # Every block takes 0 s everywhere and every hop is free, so every plan ties: the search must keep
+    # exactly the plans the documented key ranks first (random instances rarely tie this much).
+    resources = tuple(
+        PlannerResource(rid, tier, (0.0,) * 4, (0.0,) * 4)  # type: ignore[arg-type]
+        for rid, tier in [("d", "device"), ("e2", "edge"), ("e1", "edge"), ("c", "cloud")]
+    )
+    links = {(a.id, b.id): Link(0.0, 1e6) for a in resources for b in resources if a.id != b.id}
+    problem = PlanningProblem(
+        resources=resources, blocks=tuple(BlockSpan(i, i) for i in range(4)), input_bytes=0.0, links=links
+    )
+    for top in range(1, 12):
+        _same_top(problem, PlanQuery(top=top, objective=objective, max_hops=max_hops))  # type: ignore[arg-type]
+
+
 def test_hop_limit_allows_longer_chains() -> None:
     problem = _problem(4, [("d", "device"), ("e1", "edge"), ("e2", "edge"), ("c", "cloud")])
     query = PlanQuery(top=200, max_hops=3)
