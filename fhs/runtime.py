@@ -16,6 +16,7 @@ import httpx
 from fhs.errors import Conflict
 from fhs.identity.keys import FHSKeyring
 from fhs.identity.operator import OPERATOR_SECRET_FILE, OperatorSecret
+from fhs.identity.replay import StoreReplayGuard
 from fhs.identity.validation import TokenValidator
 from fhs.peering.client import PeerClient
 from fhs.peering.replication import Replication
@@ -82,6 +83,8 @@ class Runtime:
     rate_limits: RateLimits
     peers: PeerClient = field(init=False)
     replication: Replication = field(init=False)
+    peer_assertions: StoreReplayGuard = field(init=False)
+    """Request assertions of peers are single-use across every replica sharing the store."""
     key_refreshes: dict[str, float] = field(default_factory=dict)
     """Monotonic time of the last key refresh per peer (at most one per cooldown)."""
 
@@ -94,6 +97,7 @@ class Runtime:
             timeout_s=self.settings.peer_timeout_s,
         )
         self.replication = Replication(self)
+        self.peer_assertions = StoreReplayGuard(self.store, "peer_jti", leeway=120)
 
     @classmethod
     async def start(cls, settings: Settings) -> Runtime:

@@ -9,9 +9,8 @@ verify it with :func:`verify_invocation_token` against the FHS keys they pinned.
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,9 +20,6 @@ from fhs.identity.keys import FHSKeyring
 from fhs.identity.pinned import verify_pinned_jwt
 
 INVOCATION_TOKEN_TYP = "fhs-invocation+jwt"
-
-ReplayCheck = Callable[[str, float], bool]
-"""``(jti, exp) -> True`` if the jti was seen before (the call then records it until ``exp``)."""
 
 
 class InvocationToken(BaseModel):
@@ -66,12 +62,12 @@ def verify_invocation_token(
     audience: str,
     leeway: float = 30,
     max_lifetime_s: int = 600,
-    replay_check: ReplayCheck | None = None,
 ) -> dict[str, Any]:
     """Verify an invocation token against pinned FHS keys; return its claims or raise ``Unauthenticated``.
 
     Only EdDSA keys from ``jwks`` are used (never a key named by the token), the ``typ`` must be
-    ``fhs-invocation+jwt``, and ``iss``/``aud`` must match exactly.
+    ``fhs-invocation+jwt``, and ``iss``/``aud`` must match exactly. Single use of the ``jti`` is the
+    caller's to check (:mod:`fhs.identity.replay`).
     """
     claims = verify_pinned_jwt(
         token,
@@ -87,27 +83,4 @@ def verify_invocation_token(
     member = claims.get("member")
     if not isinstance(member, dict) or not isinstance(claims.get("federation"), str):
         raise Unauthenticated("invocation token lacks 'federation' or 'member' claims")
-    if replay_check is not None and replay_check(str(claims["jti"]), float(claims["exp"])):
-        raise Unauthenticated("invocation token replayed (jti already used)")
     return claims
-
-
-class JtiReplayCache:
-    """An in-process :data:`ReplayCheck`: remembers each jti until its token expires (plus leeway)."""
-
-    def __init__(self, *, leeway: float = 30, clock: Callable[[], float] = time.time) -> None:
-        self._seen: dict[str, float] = {}
-        self._leeway = leeway
-        self._clock = clock
-        self._lock = threading.Lock()
-
-    def __call__(self, jti: str, exp: float) -> bool:
-        """True if ``jti`` was seen before; otherwise remember it."""
-        now = self._clock()
-        with self._lock:
-            if len(self._seen) > 1024:
-                self._seen = {k: v for k, v in self._seen.items() if v > now}
-            if jti in self._seen and self._seen[jti] > now:
-                return True
-            self._seen[jti] = exp + self._leeway
-            return False

@@ -30,7 +30,7 @@ from fhs.peering import server
 from fhs.peering.messages import sign_event
 from fhs.peering.outbox import OUTBOX, PULLS, delivery_end, outbox_key
 from fhs.peering.schemas import FederationSync, LinkStatus
-from fhs.store.base import Delete, Put
+from fhs.store.base import Put
 
 if TYPE_CHECKING:
     from fhs.runtime import Runtime
@@ -85,7 +85,7 @@ class Replication:
         if time.monotonic() - self._last_key_refresh > self._runtime.settings.peer_key_refresh_s:
             self._last_key_refresh = time.monotonic()
             await self._refresh_all_peer_keys()
-            await self._purge_seen_assertions()
+            await self._runtime.peer_assertions.purge()
             runtime = self._runtime
             await audit_service.trim(store=runtime.store, keep=runtime.settings.audit_keep_entries)
 
@@ -100,16 +100,6 @@ class Replication:
                 await server.refresh_peer_keys(self._runtime, doc.key, force=True)
             except FHSError as exc:
                 log.info("key refresh of peer %s failed: %s", doc.key, exc.message)
-
-    async def _purge_seen_assertions(self) -> None:
-        now = time.time()
-        expired = [
-            Delete(server.SEEN_ASSERTIONS, d.key)
-            for d in await self._runtime.store.list(server.SEEN_ASSERTIONS)
-            if float(d.value.get("exp", 0)) + 120 < now
-        ]
-        if expired:
-            await self._runtime.store.write(expired)
 
     async def push_all(self) -> None:
         """Push pending events to every participant whose backoff has elapsed."""

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from fhs.runtime import Runtime
 
 log = logging.getLogger(__name__)
-SEEN_ASSERTIONS = "peer_jti"
 MAX_EVENTS_PER_PULL = 500
 
 
@@ -116,12 +115,8 @@ async def authenticate_peer(
             leeway=runtime.settings.clock_skew_s,
         ),
     )
-    try:
-        await runtime.store.write(
-            [Put(SEEN_ASSERTIONS, f"{claimed}|{claims['jti']}", {"exp": claims["exp"]}, if_absent=True)]
-        )
-    except Conflict:
-        raise Unauthenticated("peer assertion replayed (jti already used)") from None
+    if not await runtime.peer_assertions.first_use(f"{claimed}|{claims['jti']}", float(claims["exp"])):
+        raise Unauthenticated("peer assertion replayed (jti already used)")
     return claimed, claims
 
 

@@ -12,7 +12,9 @@ from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fhs.app import install_error_handlers
+from fhs.identity.replay import StoreReplayGuard
 from fhs.observability import BENCHMARK_JOBS, ObservabilityMiddleware
+from fhs.store import open_store
 from scission_service.resource.auth import InvocationAuthMiddleware, InvocationVerifier
 from scission_service.resource.link import LinkEmulator
 from scission_service.resource.router import router
@@ -35,6 +37,7 @@ def create_resource_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = httpx.AsyncClient(transport=transport, trust_env=False, follow_redirects=False)
         service = ResourceService(settings)
+        replay_store = open_store(settings.replay_store_url) if settings.replay_store_url else None
         try:
             await service.start()
             verifier = InvocationVerifier(
@@ -48,6 +51,11 @@ def create_resource_app(
                 fetch_timeout_s=settings.jwks_fetch_timeout_s,
                 leeway_s=settings.token_leeway_s,
                 max_lifetime_s=settings.max_token_lifetime_s,
+                replays=(
+                    StoreReplayGuard(replay_store, "invocation_jti", leeway=settings.token_leeway_s)
+                    if replay_store is not None
+                    else None
+                ),
             )
             await verifier.start()
             app.state.service = service
@@ -62,6 +70,8 @@ def create_resource_app(
             app.state.verifier = None
             await service.close()
             await http.aclose()
+            if replay_store is not None:
+                await replay_store.close()
 
     app = FastAPI(
         title=f"FedScission resource service ({settings.name}, {settings.tier})",

@@ -24,8 +24,9 @@ import httpx
 import jwt
 
 from fhs.errors import Unauthenticated
-from fhs.identity.invocation import JtiReplayCache, verify_invocation_token
+from fhs.identity.invocation import verify_invocation_token
 from fhs.identity.pinned import UnknownSigningKey
+from fhs.identity.replay import MemoryReplayGuard, ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class InvocationVerifier:
         leeway_s: float = 30.0,
         max_lifetime_s: int = 600,
         monotonic: Callable[[], float] = time.monotonic,
+        replays: ReplayGuard | None = None,
     ) -> None:
         if jwks is None and (not jwks_url or client is None):
             raise ValueError("pin the FHS JWKS inline, or give its URL and an HTTP client")
@@ -67,7 +69,7 @@ class InvocationVerifier:
         self._leeway = leeway_s
         self._max_lifetime = max_lifetime_s
         self._monotonic = monotonic
-        self._replays = JtiReplayCache(leeway=leeway_s)
+        self._replays = replays or MemoryReplayGuard(leeway=leeway_s)
         self._lock = asyncio.Lock()
         self._loaded_at: float | None = None
         self._attempted_at: float | None = None
@@ -91,6 +93,12 @@ class InvocationVerifier:
         audience = self._audience_of(token)
         if not self._pinned and self._stale():
             await self._refresh(generation=self._generation, reason="maximum age")
+        claims = await self._verified(token, audience)
+        if not await self._replays.first_use(str(claims["jti"]), float(claims["exp"])):
+            raise Unauthenticated("invocation token replayed (jti already used)")
+        return claims
+
+    async def _verified(self, token: str, audience: str) -> dict[str, Any]:
         for attempt in range(2):
             generation = self._generation
             try:
@@ -101,7 +109,6 @@ class InvocationVerifier:
                     audience=audience,
                     leeway=self._leeway,
                     max_lifetime_s=self._max_lifetime,
-                    replay_check=self._replays,
                 )
             except UnknownSigningKey:
                 if (

@@ -102,6 +102,11 @@ def resource() -> None:
 @click.option(
     "--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Persist benchmarks here."
 )
+@click.option(
+    "--replay-store",
+    help="Keep used token ids in this store (sqlite:///path or redis://…) so a restart or a replica "
+    "refuses a replayed token; default: this process's memory.",
+)
 @click.option("--host")
 @click.option("--port", type=int)
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
@@ -118,6 +123,7 @@ def serve(
     link: str | None,
     compute_slowdown: float | None,
     cache_dir: Path | None,
+    replay_store: str | None,
     host: str | None,
     port: int | None,
     log_level: str,
@@ -135,6 +141,7 @@ def serve(
         "link": link,
         "compute_slowdown": compute_slowdown,
         "cache_dir": cache_dir,
+        "replay_store_url": replay_store,
         "host": host,
         "port": port,
     }

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fhs.store import check_store_url
 from scission_service.benchmark_data import Tier
 from scission_service.tensor_wire import ALLOWED_DTYPES
 
@@ -137,6 +138,10 @@ class ResourceSettings(BaseSettings):
     jwks_fetch_timeout_s: float = Field(5.0, gt=0)
     token_leeway_s: float = Field(30.0, ge=0, le=60)
     max_token_lifetime_s: int = Field(600, gt=0)
+    replay_store_url: str = ""
+    """Where used token ids are kept: empty = this process's memory (a restart forgets them, so a token
+    captured within its lifetime could be replayed once after it); ``sqlite:///path`` survives restarts and is
+    shared by processes on one machine; ``redis://host:port/db?prefix=name`` is shared by replicas."""
 
     max_tensor_bytes: int = Field(64 * 1024**2, gt=0, le=1024**3)
     allowed_dtypes: list[str] = Field(default_factory=lambda: sorted(ALLOWED_DTYPES), min_length=1)
@@ -155,6 +160,11 @@ class ResourceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8090, ge=0, le=65535)
+
+    @field_validator("replay_store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        return check_store_url(value) if value else value
 
     @field_validator("models", mode="before")
     @classmethod

@@ -24,12 +24,14 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 from starlette.datastructures import Headers, QueryParams
 
 from fhs.errors import BadRequest, Conflict, IdPUnavailable, Unauthenticated
-from fhs.identity.invocation import InvocationToken, JtiReplayCache, verify_invocation_token
+from fhs.identity.invocation import InvocationToken, verify_invocation_token
 from fhs.identity.keys import FHSKeyring
 from fhs.identity.operator import OperatorSecret
+from fhs.identity.replay import MemoryReplayGuard, StoreReplayGuard
 from fhs.identity.schemas import Principal, TrustedIssuer
 from fhs.identity.validation import TokenValidator, extract_bearer
 from fhs.settings import Settings
+from fhs.store import open_store
 
 ISSUER = "https://idp.example.org"
 AUDIENCE = "https://fhs.example.org"
@@ -462,19 +464,12 @@ def test_invocation_token_round_trip_and_refusals() -> None:
         attributes=("edge-users", "Member"),
     )
     token = grant.mint(keyring=keyring, issuer=AUDIENCE, ttl_s=60)
-    replay = JtiReplayCache()
-    verified = verify_invocation_token(
-        token, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-42", replay_check=replay
-    )
+    verified = verify_invocation_token(token, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-42")
     assert verified["member"] == {"iss": ISSUER, "sub": "alice"}
     assert verified["federation"] == "fed-1"
     assert verified["attributes"] == ["Member", "edge-users"]
     assert verified["exp"] - verified["iat"] == 60
-
-    with pytest.raises(Unauthenticated, match="replayed"):
-        verify_invocation_token(
-            token, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-42", replay_check=replay
-        )
+    assert verified["jti"] != grant.claims(issuer=AUDIENCE, ttl_s=60)["jti"]  # a fresh id per token
     with pytest.raises(Unauthenticated, match="audience mismatch: expected 'svc-other'"):
         verify_invocation_token(token, jwks=keyring.jwks(), issuer=AUDIENCE, audience="svc-other")
     with pytest.raises(Unauthenticated, match="unknown FHS signing key"):
@@ -502,3 +497,49 @@ def test_operator_secret_is_created_owner_only_and_checked(tmp_path: Path) -> No
     assert not checker.check_operator_secret(secret[:-1] + ("A" if secret[-1] != "A" else "B"))
     assert not checker.check_operator_secret("")
     assert OperatorSecret.open(tmp_path).check_operator_secret(secret)  # same secret after restart
+
+
+# --- single-use token ids ---------------------------------------------------------------------------
+
+
+async def test_memory_replay_guard_refuses_a_second_use_until_expiry() -> None:
+    clock = FakeClock()
+    guard = MemoryReplayGuard(leeway=30, clock=clock)
+    assert await guard.first_use("a", exp=clock.now + 60)
+    assert not await guard.first_use("a", exp=clock.now + 60)
+    assert await guard.first_use("b", exp=clock.now + 60)
+    clock.now += 91  # past exp + leeway: the token itself is refused as expired by then
+    assert await guard.first_use("a", exp=clock.now + 60)
+
+
+async def test_store_replay_guard_is_shared_by_every_process_on_the_store(store_url: str) -> None:
+    clock = FakeClock()
+    one, two = open_store(store_url), open_store(store_url)
+    try:
+        first = StoreReplayGuard(one, "jti", leeway=30, clock=clock)
+        second = StoreReplayGuard(two, "jti", leeway=30, clock=clock)
+        assert await first.first_use("k1", exp=clock.now + 60)
+        assert not await second.first_use("k1", exp=clock.now + 60)
+        assert not await first.first_use("k1", exp=clock.now + 60)
+        assert await second.first_use("k2", exp=clock.now + 300)
+        assert await first.purge() == 0
+        clock.now += 100  # k1 expired (60 + 30 leeway), k2 not
+        assert await second.purge() == 1
+        assert [d.key for d in await one.list("jti")] == ["k2"]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_store_replay_guard_purges_by_itself(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = open_store(f"sqlite:///{tmp_path / 'jti.sqlite3'}")
+    try:
+        guard = StoreReplayGuard(store, "jti", leeway=0, purge_every=3, clock=clock)
+        for key in ("a", "b"):
+            assert await guard.first_use(key, exp=clock.now + 1)
+        clock.now += 5
+        assert await guard.first_use("c", exp=clock.now + 1)  # the third use purges a and b
+        assert [d.key for d in await store.list("jti")] == ["c"]
+    finally:
+        await store.close()

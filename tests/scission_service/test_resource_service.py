@@ -157,6 +157,30 @@ async def test_forged_kid_and_replayed_tokens_are_refused(node: Any, keyring: FH
     assert_401(await client.get("/describe", headers=token), "replayed")
 
 
+async def test_with_a_replay_store_a_restart_or_a_replica_still_refuses_a_used_token(
+    tiny_path: Path, keyring: FHSKeyring, store_url: str
+) -> None:
+    settings = settings_for(tiny_path, keyring, replay_store_url=store_url)
+    token = {"Authorization": f"Bearer {mint(keyring)}"}
+    async with running(settings) as (client, _):
+        assert (await client.get("/describe", headers=token)).status_code == 200
+    # The same node restarted, and a second replica beside it: neither accepts the token again.
+    async with running(settings) as (restarted, _), running(settings) as (replica, _):
+        assert_401(await restarted.get("/describe", headers=token), "replayed")
+        assert_401(await replica.get("/describe", headers=token), "replayed")
+        fresh = {"Authorization": f"Bearer {mint(keyring)}"}
+        assert (await replica.get("/describe", headers=fresh)).status_code == 200
+    # Without one, memory is all a node has: a restarted node cannot know the token was used.
+    plain = settings_for(tiny_path, keyring)
+    async with running(plain) as (client, _):
+        assert (await client.get("/describe", headers=token)).status_code == 200
+
+
+def test_a_bad_replay_store_url_is_a_settings_error(tiny_path: Path, keyring: FHSKeyring) -> None:
+    with pytest.raises(ValueError, match="unsupported store URL scheme 'postgres'"):
+        settings_for(tiny_path, keyring, replay_store_url="postgres://user:secret@db/x")
+
+
 async def test_healthz_needs_no_token(node: Any) -> None:
     client, _ = node
     response = await client.get("/healthz")
