@@ -14,8 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhs import __version__
 from fhs.errors import FHSError
-from fhs.observability import ObservabilityMiddleware
-from fhs.peering.replication import record_replication_metrics
+from fhs.observability import ObservabilityMiddleware, check_metrics_token
 from fhs.runtime import Runtime
 from fhs.settings import Settings
 
@@ -103,8 +102,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics", tags=["public"], response_class=PlainTextResponse)
     async def metrics(request: Request) -> PlainTextResponse:
-        """Prometheus metrics: requests, policy decisions, proxy latency, replication lag per peer."""
-        await record_replication_metrics(request.app.state.runtime)
+        """Prometheus metrics: requests, policy decisions, proxy latency, replication lag per peer (with
+        ``FHS_METRICS_TOKEN`` set, only for ``Authorization: Bearer <token>``)."""
+        runtime = request.app.state.runtime
+        check_metrics_token(
+            request.headers.get("authorization"), runtime.settings.metrics_token, setting="FHS_METRICS_TOKEN"
+        )
+        await runtime.replication.record_metrics()
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["public"])

@@ -8,6 +8,7 @@ registry (one app per process in production).
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -17,6 +18,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from fhs.errors import Unauthenticated
 
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 _REQUEST_ID_FORMAT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -108,3 +111,11 @@ class ObservabilityMiddleware:
                 time.perf_counter() - started
             )
             REQUEST_ID.reset(token)
+
+
+def check_metrics_token(authorization: str | None, token: str, *, setting: str) -> None:
+    """Let a ``/metrics`` scrape in: always when ``token`` is empty, else only with ``Bearer <token>``."""
+    if not token:
+        return
+    if authorization is None or not hmac.compare_digest(authorization.encode(), f"Bearer {token}".encode()):
+        raise Unauthenticated(f"/metrics needs 'Authorization: Bearer <the token set in {setting}>'")

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     rate_limit_peer: str = "60000/minute"
     """Every FHS-FHS call of one peer FHS (its members' forwarded calls included)."""
 
+    metrics_token: str = ""
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <this>`` (give it to Prometheus); when
+    empty, ``/metrics`` is open: keep the FHS's port on a private network then."""
+
     audit_keep_entries: int = Field(100_000, ge=1)
     """Newest entries kept per audit log (each federation's and the operator's); older ones are trimmed
     by the background loop every ``peer_key_refresh_s``. Export them first if you must keep them longer."""

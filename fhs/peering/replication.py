@@ -48,6 +48,26 @@ class Replication:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_key_refresh = 0.0
+        self._metrics_at = -float("inf")
+
+    async def record_metrics(self, *, max_age_s: float = 5.0) -> None:
+        """Set the replication gauges (pending events, age of the last successful sync) per peer; at most
+        every ``max_age_s`` (a scrape reads every federation's status, so a flood of scrapes must not)."""
+        if time.monotonic() - self._metrics_at < max_age_s:
+            return
+        self._metrics_at = time.monotonic()
+        pending: dict[str, int] = {}
+        last_ok: dict[str, float] = {}
+        for sync in await self.status():
+            for link in sync.links:
+                pending[link.peer] = pending.get(link.peer, 0) + link.pending
+                if link.last_ok:
+                    age = time.time() - datetime.fromisoformat(link.last_ok).timestamp()
+                    last_ok[link.peer] = min(age, last_ok.get(link.peer, age))
+        for peer, count in pending.items():
+            REPLICATION_PENDING.labels(peer).set(count)
+        for peer, age in last_ok.items():
+            REPLICATION_LAST_OK_AGE.labels(peer).set(age)
 
     def notify(self) -> None:
         """Something was committed here: push soon."""
@@ -229,19 +249,3 @@ class Replication:
                 )
             )
         return result
-
-
-async def record_replication_metrics(runtime: Runtime) -> None:
-    """Set the replication gauges (pending events, age of the last successful sync) per peer."""
-    pending: dict[str, int] = {}
-    last_ok: dict[str, float] = {}
-    for sync in await runtime.replication.status():
-        for link in sync.links:
-            pending[link.peer] = pending.get(link.peer, 0) + link.pending
-            if link.last_ok:
-                age = time.time() - datetime.fromisoformat(link.last_ok).timestamp()
-                last_ok[link.peer] = min(age, last_ok.get(link.peer, age))
-    for peer, count in pending.items():
-        REPLICATION_PENDING.labels(peer).set(count)
-    for peer, age in last_ok.items():
-        REPLICATION_LAST_OK_AGE.labels(peer).set(age)

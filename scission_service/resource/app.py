@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from fhs.app import install_error_handlers
 from fhs.identity.replay import StoreReplayGuard
-from fhs.observability import BENCHMARK_JOBS, ObservabilityMiddleware
+from fhs.observability import BENCHMARK_JOBS, ObservabilityMiddleware, check_metrics_token
 from fhs.store import open_store
 from scission_service.resource.auth import InvocationAuthMiddleware, InvocationVerifier
 from scission_service.resource.link import LinkEmulator
@@ -85,8 +85,14 @@ def create_resource_app(
     app.include_router(router)
 
     @app.get("/metrics", tags=["public"], response_class=PlainTextResponse)
-    async def metrics() -> PlainTextResponse:
-        """Prometheus metrics (no token needed): requests, benchmark jobs by status, segment compute time."""
+    async def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus metrics (no invocation token; with ``metrics_token`` set, ``Bearer <token>``): requests,
+        benchmark jobs by status, segment compute time."""
+        check_metrics_token(
+            request.headers.get("authorization"),
+            settings.metrics_token,
+            setting="SCISSION_RESOURCE_METRICS_TOKEN",
+        )
         for status, count in app.state.service.jobs.status_counts().items():
             BENCHMARK_JOBS.labels(status).set(count)
         return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)

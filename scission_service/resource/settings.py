@@ -138,6 +138,8 @@ class ResourceSettings(BaseSettings):
     jwks_fetch_timeout_s: float = Field(5.0, gt=0)
     token_leeway_s: float = Field(30.0, ge=0, le=60)
     max_token_lifetime_s: int = Field(600, gt=0)
+    metrics_token: str = ""
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <this>``; empty: open (private network)."""
     replay_store_url: str = ""
     """Where used token ids are kept: empty = this process's memory (a restart forgets them, so a token
     captured within its lifetime could be replayed once after it); ``sqlite:///path`` survives restarts and is

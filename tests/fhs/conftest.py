@@ -75,6 +75,8 @@ class FHSHarness:
     operator: dict[str, str]
     idp: LocalIdP
     settings: Settings
+    runtime: Any
+    """The app's :class:`fhs.runtime.Runtime` (for tests that look inside)."""
 
     def member(self, subject: str) -> dict[str, str]:
         """Headers of member ``subject``."""
@@ -118,7 +120,13 @@ class RunningFHS:
             json={"issuer": self.idp.issuer, "jwks": self.idp.jwks()},
         )
         assert response.status_code == 200, response.text
-        return FHSHarness(client=self.client, operator=operator, idp=self.idp, settings=self.settings)
+        return FHSHarness(
+            client=self.client,
+            operator=operator,
+            idp=self.idp,
+            settings=self.settings,
+            runtime=self.app.state.runtime,
+        )
 
     async def __aexit__(self, *exc: object) -> None:
         await self.client.aclose()

@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from fhs.observability import REQUEST_ID, JsonFormatter
-from tests.fhs.conftest import World
+from tests.fhs.conftest import LocalIdP, RunningFHS, World
 
 
 def _metric(text: str, name: str, **labels: str) -> float:
@@ -55,3 +55,34 @@ def test_log_lines_are_json_with_the_request_id() -> None:
         REQUEST_ID.reset(token)
     assert line["request_id"] == "trace-7" and line["message"] == "peer fhs-b unreachable"
     assert line["level"] == "WARNING"
+
+
+async def test_a_metrics_token_closes_metrics_to_everyone_else(
+    tmp_path: Any, idp: LocalIdP, store_url: str
+) -> None:
+    harness = RunningFHS(tmp_path, idp, store_url)
+    harness.settings = harness.settings.model_copy(update={"metrics_token": "scrape-secret"})
+    async with harness as fhs:
+        c = fhs.client
+        for headers in ({}, {"Authorization": "Bearer wrong"}, fhs.operator, fhs.member("alice")):
+            response = await c.get("/metrics", headers=headers)
+            assert response.status_code == 401, response.text
+            assert "FHS_METRICS_TOKEN" in response.json()["error"]["message"]
+        scraped = await c.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+        assert scraped.status_code == 200 and "fedscission_http_requests_total" in scraped.text
+
+
+async def test_replication_gauges_are_recomputed_at_most_every_few_seconds(world: World) -> None:
+    runtime = world.fhs.runtime
+    calls = 0
+    status = runtime.replication.status
+
+    async def counted() -> Any:
+        nonlocal calls
+        calls += 1
+        return await status()
+
+    runtime.replication.status = counted
+    for _ in range(20):  # a flood of scrapes reads every federation's status once, not 20 times
+        assert (await world.fhs.client.get("/metrics")).status_code == 200
+    assert calls <= 2  # once, or twice should the 20 scrapes straddle the 5 s window on a slow machine

@@ -187,6 +187,18 @@ async def test_healthz_needs_no_token(node: Any) -> None:
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
+async def test_metrics_need_no_invocation_token_but_the_metrics_token_when_one_is_set(
+    tiny_path: Path, keyring: FHSKeyring, node: Any
+) -> None:
+    open_client, _ = node
+    assert (await open_client.get("/metrics")).status_code == 200
+    async with running(settings_for(tiny_path, keyring, metrics_token="scrape")) as (client, _):
+        refused = await client.get("/metrics", headers={"Authorization": f"Bearer {mint(keyring)}"})
+        assert refused.status_code == 401 and "SCISSION_RESOURCE_METRICS_TOKEN" in refused.text
+        scraped = await client.get("/metrics", headers={"Authorization": "Bearer scrape"})
+        assert scraped.status_code == 200 and "scission_benchmark_jobs" in scraped.text
+
+
 async def test_jwks_by_url_refreshes_on_unknown_kid_at_most_once_per_cooldown(tiny_path: Path) -> None:
     fhs_keys = FHSKeyring.generate()
     fetches: list[str] = []
