@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import median_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -32,15 +34,6 @@ from scission_service.planner import (  # noqa: E402
 from tests.scission_service.exhaustive import chains, enumerate_top, evaluate, plan_key  # noqa: E402
 
 DATA = REPO.parent / "shared" / "datasets" / "scission"
-
-
-def _median_s(action, repeats: int) -> float:  # noqa: ANN001
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def synthetic(n_blocks: int = 100, n_edges: int = 50, n_clouds: int = 5, seed: int = 7) -> PlanningProblem:
@@ -82,8 +75,8 @@ def main() -> None:
     ratios = []
     for model in sorted(systems[0].benchmarks):
         problem = scission_problem(systems, links, model)
-        ours = _median_s(lambda p=problem: plan_partitions(problem=p, query=query), args.repeats)
-        brute = _median_s(lambda p=problem: enumerate_top(p, query), max(1, args.repeats // 5))
+        ours = median_seconds(lambda p=problem: plan_partitions(problem=p, query=query), args.repeats)
+        brute = median_seconds(lambda p=problem: enumerate_top(p, query), max(1, args.repeats // 5))
         result = plan_partitions(problem=problem, query=query)
         same = [(p.objective_value, plan_key(p)) for p in result.plans] == enumerate_top(problem, query)
         worst = max(worst, ours)
@@ -96,7 +89,7 @@ def main() -> None:
           f"speed-up min {min(ratios):.0f}x, median {statistics.median(ratios):.0f}x")  # fmt: skip
 
     problem = synthetic()
-    ours = _median_s(lambda: plan_partitions(problem=problem, query=query), max(3, args.repeats // 3))
+    ours = median_seconds(lambda: plan_partitions(problem=problem, query=query), max(3, args.repeats // 3))
     total = sum(1 for _ in chains(problem, query))
     sample = 200_000
     start = time.perf_counter()

@@ -11,13 +11,11 @@ Run: ``.venv/bin/python bench/tensor_wire.py [--repeats N]``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from _common import median_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,15 +28,6 @@ SHAPES: list[tuple[str, tuple[int, ...]]] = [
     ("early feature map", (1, 112, 112, 96)),
     ("input image 224", (1, 224, 224, 3)),
 ]
-
-
-def _median_s(action: Callable[[], object], repeats: int) -> float:
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def _raw_round_trip(array: np.ndarray) -> np.ndarray:
@@ -58,8 +47,8 @@ def main() -> None:
         array = rng.standard_normal(shape, dtype=np.float32)
         wire = encode_array(array)
         assert np.array_equal(decode_array(wire), array)
-        raw_s = _median_s(lambda a=array: _raw_round_trip(a), args.repeats)
-        wire_s = _median_s(lambda a=array: decode_array(encode_array(a)), args.repeats)
+        raw_s = median_seconds(lambda a=array: _raw_round_trip(a), args.repeats)
+        wire_s = median_seconds(lambda a=array: decode_array(encode_array(a)), args.repeats)
         print(
             f"{name:<20}{str(shape):<20}{array.nbytes:>11}{len(wire):>11}{len(wire) / array.nbytes:>9.4f}"
             f"{raw_s * 1e3:>9.3f}{wire_s * 1e3:>9.3f}{wire_s / raw_s:>8.2f}"
