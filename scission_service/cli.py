@@ -43,13 +43,16 @@ def _usage(message: str) -> NoReturn:
     raise click.UsageError(message)
 
 
-def _guard(action: Callable[[], Any]) -> Any:
-    """Run ``action``, turning input errors into usage errors (exit 2, no traceback)."""
+def _guard(action: Callable[[], Any], *also: type[Exception]) -> Any:
+    """Run ``action``; input errors (and ``also`` types) become usage errors (exit 2, no traceback)."""
     from scission_service.interop import PredictUsageError, ScissionFormatError
 
+    usage_errors: tuple[type[Exception], ...] = (
+        BenchmarkDataError, PlanningProblemError, ScissionFormatError, PredictUsageError, *also,
+    )  # fmt: skip
     try:
         return action()
-    except (BenchmarkDataError, PlanningProblemError, ScissionFormatError, PredictUsageError) as exc:
+    except usage_errors as exc:
         _usage(str(exc))
     except ValidationError as exc:
         _usage(
@@ -423,8 +426,11 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
     from rich.progress import Progress
 
     from scission_service import benchmarking, models
+    from scission_service.graph import GraphError
+    from scission_service.segments import SegmentError
 
-    loaded = _guard(lambda: models.load_model(model))
+    model_errors = (models.ModelLoadError, GraphError, SegmentError, benchmarking.BenchmarkError)
+    loaded = _guard(lambda: models.load_model(model), *model_errors)
     resource = name or socket.gethostname() or "local"
     with Progress(transient=True) as progress:
         task = progress.add_task(f"benchmarking {model}", total=None)
@@ -442,7 +448,8 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
                 repeats=repeats,
                 warmup=warmup,
                 progress=report,
-            )  # fmt: skip
+            ),  # fmt: skip
+            *model_errors,
         )
     _guard(lambda: dump_benchmark_data(data, out_file))
     click.echo(f"{len(data.blocks)} blocks, sum {data.block_sum_s:.4f} s -> {out_file}")

@@ -117,3 +117,26 @@ def test_light_commands_do_not_import_tensorflow(imported: Path) -> None:
 def test_query_schema_command() -> None:
     run = CliRunner().invoke(cli, ["query-schema"])
     assert run.exit_code == 0 and "compute_caps" in json.loads(run.output)["properties"]
+
+
+def _multi_input_model(path: Path) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(1)
+    a, b = keras.Input((8,)), keras.Input((8,))
+    joined = keras.layers.Concatenate()([keras.layers.Dense(4)(a), keras.layers.Dense(4)(b)])
+    keras.Model([a, b], keras.layers.Dense(2)(joined)).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_benchmark_refuses_what_it_cannot_run_without_a_traceback(tmp_path: Path) -> None:
+    cases = [
+        (["nosuchmodel"], "unknown application 'nosuchmodel'"),
+        ([str(_multi_input_model(tmp_path / "two_inputs.keras"))], "has 2 inputs; benchmarking needs one"),
+    ]
+    for args, needle in cases:
+        run = CliRunner().invoke(cli, ["benchmark", *args, "--out", str(tmp_path / "out.json")])
+        assert run.exit_code == 2, run.output
+        assert needle in run.output and "Traceback" not in run.output
+        assert not (tmp_path / "out.json").exists()
