@@ -104,6 +104,7 @@ def resource() -> None:
 )
 @click.option(
     "--replay-store",
+    "replay_store_url",
     help="Keep used token ids in this store (sqlite:///path or redis://…) so a restart or a replica "
     "refuses a replayed token; default: this process's memory.",
 )
@@ -123,7 +124,7 @@ def serve(
     link: str | None,
     compute_slowdown: float | None,
     cache_dir: Path | None,
-    replay_store: str | None,
+    replay_store_url: str | None,
     host: str | None,
     port: int | None,
     log_level: str,
@@ -141,7 +142,7 @@ def serve(
         "link": link,
         "compute_slowdown": compute_slowdown,
         "cache_dir": cache_dir,
-        "replay_store_url": replay_store,
+        "replay_store_url": replay_store_url,
         "host": host,
         "port": port,
     }
