@@ -21,6 +21,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -273,15 +274,16 @@ class TokenValidator:
                 try:
                     entry.keys = await self._fetch_jwks(uri, iss)
                     entry.loaded_at = self._monotonic()
-                except IdPUnavailable:
+                except IdPUnavailable as exc:
                     if found is None:
-                        raise
+                        raise IdPUnavailable(exc.message, retry_after_s=max(1, math.ceil(cooldown))) from None
                     log.warning("refreshing JWKS of %s failed; using cached keys", _short(iss))
                     return found
             elif entry.keys is None:
                 raise IdPUnavailable(
                     f"JWKS of issuer {_short(iss)} is unavailable; next fetch allowed after the "
-                    f"{cooldown:g} s cooldown"
+                    f"{cooldown:g} s cooldown",
+                    retry_after_s=max(1, math.ceil(cooldown - (now - entry.attempted_at))),
                 )
             return _select_key(entry.keys, kid, alg) if entry.keys is not None else None
 

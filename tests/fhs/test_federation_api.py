@@ -219,6 +219,7 @@ async def test_an_unreachable_idp_is_a_503_not_a_401(world: World) -> None:
     error = response.json()["error"]
     assert error["code"] == "idp_unavailable"
     assert jwks_uri in error["message"]
+    assert 1 <= int(response.headers["Retry-After"]) <= 30  # the JWKS refresh cooldown
     # Members of the reachable IdP are unaffected.
     await ok(await client.get("/member/v1/federations", headers=world.headers("alice")))
 
