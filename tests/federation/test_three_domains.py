@@ -420,12 +420,19 @@ def test_a_removed_participant_forgets_the_federation_and_receives_nothing_after
     # Later events reach B but never C: A's delivery to C stops at the removal, with nothing pending.
     call("POST", url(a, "/attributes"), headers=alice, json_body={"name": "after-c-left"}, expect=201)
     converge([a, b], fid)
-    status = {
-        s["federation"]: s for s in call("GET", f"{a.fhs_url}/operator/v1/replication", headers=a.operator)
-    }
-    links = {link["peer"]: link for link in status[fid]["links"]}
+    deadline = time.monotonic() + 30
+    while True:  # A's pushes settle: B acknowledges everything, C only up to its removal
+        status = {
+            s["federation"]: s
+            for s in call("GET", f"{a.fhs_url}/operator/v1/replication", headers=a.operator, expect=200)
+        }
+        links = {link["peer"]: link for link in status[fid]["links"]}
+        if links["fhs-b"]["pending"] == 0 and links["fhs-c"]["pending"] == 0:
+            break
+        assert time.monotonic() < deadline, links
+        time.sleep(0.2)
     assert links["fhs-b"]["acked_seq"] == status[fid]["seq"]
-    assert links["fhs-c"]["acked_seq"] == status[fid]["seq"] - 1 and links["fhs-c"]["pending"] == 0
+    assert links["fhs-c"]["acked_seq"] == status[fid]["seq"] - 1
     # C cannot come back into this federation (its copy is gone).
     response = httpx.post(url(a, "/participants"), headers=alice, json={"fhs_id": "fhs-c"}, timeout=10)
     assert response.status_code == 409 and "cannot rejoin" in response.json()["error"]["message"]
