@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import click
 from pydantic import ValidationError
 
+from fhs.errors import validation_problems
 from fhs.observability import configure_logging
 from fhs.settings import Settings
 
@@ -39,14 +40,6 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _pydantic_problems(exc: ValidationError) -> str:
-    """The errors of a pydantic validation as one line per problem."""
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'value'}: {err.get('msg', '')}"
-        for err in exc.errors()
-    )
 
 
 def _preflight(settings: Settings) -> None:
@@ -126,7 +119,7 @@ def serve(
             **overrides,
         )
     except ValidationError as exc:
-        raise ConfigError(f"invalid FHS settings: {_pydantic_problems(exc)}") from None
+        raise ConfigError(f"invalid FHS settings: {validation_problems(exc)}") from None
     configure_logging("INFO")
     _preflight(settings)
     click.echo(
@@ -317,7 +310,7 @@ def idp_init(
     try:
         config = IdPConfig.model_validate(document)
     except ValidationError as exc:
-        raise ConfigError(f"invalid dev IdP config: {_pydantic_problems(exc)}") from None
+        raise ConfigError(f"invalid dev IdP config: {validation_problems(exc)}") from None
     text = json.dumps(document, indent=2) + "\n" if out.suffix == ".json" else _toml_document(document)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

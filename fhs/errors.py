@@ -6,7 +6,10 @@ docstring. The body shape is ``{"error": {"code": ..., "message": ..., "details"
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class FHSError(Exception):
@@ -103,3 +106,11 @@ class UpstreamTimeout(FHSError):
 
     code = "upstream_timeout"
     status_code = 504
+
+
+def validation_problems(exc: ValidationError) -> str:
+    """The errors of a pydantic validation on one line: ``field.path: message; …``."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'value'}: {err.get('msg', '')}"
+        for err in exc.errors()
+    )

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 from pydantic import ValidationError
 
+from fhs.errors import validation_problems
 from scission_service.benchmark_data import (
     BenchmarkData,
     BenchmarkDataError,
@@ -55,9 +56,7 @@ def _guard(action: Callable[[], Any], *also: type[Exception]) -> Any:
     except usage_errors as exc:
         _usage(str(exc))
     except ValidationError as exc:
-        _usage(
-            "invalid query: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        )
+        _usage(f"invalid query: {validation_problems(exc)}")
     except OSError as exc:
         _usage(f"{exc.filename or ''}: {exc.strerror or exc}")
 
@@ -404,16 +403,25 @@ def import_command(bench_dir: Path, out_dir: Path, input_bytes: int) -> None:
 
 @cli.command("benchmark")
 @click.argument("model")
-@click.option("--input-shape", help="comma-separated, e.g. 224,224,3 (batch excluded)")
+@click.option(
+    "--input-shape",
+    help="comma-separated, e.g. 96,96,3 (batch excluded); an application is built with this input",
+)
 @click.option("--repeats", type=click.IntRange(1, 10_000), default=10, show_default=True)
-@click.option("--warmup", type=click.IntRange(0, 1000), default=2, show_default=True)
+@click.option("--warmup", type=click.IntRange(1, 1000), help="untimed calls per block first  [default: 5]")
 @click.option("--tier", type=click.Choice(TIERS), default="device", show_default=True)
 @click.option("--name", help="resource name (default: host name)")
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup: int, tier: Tier,
+def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup: int | None, tier: Tier,
                       name: str | None, out_file: Path) -> None:  # fmt: skip
-    """Benchmark every block of MODEL (application name or .keras file) on this machine."""
+    """Benchmark every block of MODEL on this machine.
+
+    MODEL is what `scission resource serve --model` takes: a keras.applications name with fixed-seed
+    weights, APPLICATION[:alpha=A][:input_shape=HxWxC][:seed=N], or PATH.keras (loaded in safe mode).
+    """
     import socket
+
+    from scission_service.resource.settings import ModelSpec
 
     shape: list[int] | None = None
     if input_shape:
@@ -423,6 +431,18 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
             _usage(f"--input-shape {input_shape!r}: expected comma-separated integers")
         if any(dim <= 0 for dim in shape):
             _usage("--input-shape: every dimension must be positive")
+    try:
+        spec = ModelSpec.parse(model)
+    except ValidationError as exc:
+        _usage(f"model {model!r}: {validation_problems(exc)}")
+    except ValueError as exc:
+        _usage(f"model {model!r}: {exc}")
+    if spec.application is not None and shape is not None:
+        if len(shape) != 3:
+            _usage(f"--input-shape {input_shape!r}: an application takes height,width,channels")
+        if spec.input_shape not in (None, tuple(shape)):
+            _usage(f"--input-shape {input_shape!r} contradicts the model's input_shape={spec.input_shape}")
+        spec = spec.model_copy(update={"input_shape": tuple(shape)})
     from rich.progress import Progress
 
     from scission_service import benchmarking, models
@@ -430,10 +450,14 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
     from scission_service.segments import SegmentError
 
     model_errors = (models.ModelLoadError, GraphError, SegmentError, benchmarking.BenchmarkError)
-    loaded = _guard(lambda: models.load_model(model), *model_errors)
+    source = spec.path if spec.path is not None else str(spec.application)
+    loaded = _guard(
+        lambda: models.load_model(source, seed=spec.seed, alpha=spec.alpha, input_shape=spec.input_shape),
+        *model_errors,
+    )
     resource = name or socket.gethostname() or "local"
     with Progress(transient=True) as progress:
-        task = progress.add_task(f"benchmarking {model}", total=None)
+        task = progress.add_task(f"benchmarking {spec.name}", total=None)
 
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
@@ -441,18 +465,25 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
         data = _guard(
             lambda: benchmarking.benchmark_model(
                 loaded,
-                model_name=Path(model).stem if model.endswith(".keras") else model,
+                model_name=spec.name,
                 resource_name=resource,
                 tier=tier,
                 input_shape=shape,
                 repeats=repeats,
-                warmup=warmup,
+                warmup=warmup or benchmarking.WARMUP_CALLS,
                 progress=report,
             ),  # fmt: skip
             *model_errors,
         )
     _guard(lambda: dump_benchmark_data(data, out_file))
-    click.echo(f"{len(data.blocks)} blocks, sum {data.block_sum_s:.4f} s -> {out_file}")
+    error, whole_s = benchmarking.sum_vs_whole_error(data), data.whole_model_median_s
+    click.echo(
+        f"{spec.name} ({data.model_digest[:19]}), input {data.input_shape}, {data.repeats} repeats, "
+        f"{data.execution_mode}, {data.call_overhead_s * 1e3:.3f} ms call overhead subtracted per call"
+    )
+    whole = "" if error is None or whole_s is None else f", whole model {whole_s * 1e3:.2f} ms ({error:+.0%})"
+    blocks = f"{len(data.blocks)} blocks: sum of block medians {data.block_sum_s * 1e3:.2f} ms"
+    click.echo(f"{blocks}{whole} -> {out_file}")
 
 
 cli.add_command(resource_cli.resource)

@@ -15,6 +15,7 @@ import click
 import httpx
 from pydantic import ValidationError
 
+from fhs.errors import validation_problems
 from scission_service.resource.settings import ResourceSettings
 
 MEMBER_TOKEN_ENV = "SCISSION_MEMBER_TOKEN"
@@ -25,12 +26,6 @@ class ConfigError(click.ClickException):
     """A bad option or configuration: exit status 2 with a message."""
 
     exit_code = 2
-
-
-def _problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e.get('loc', ()))) or 'value'}: {e.get('msg', '')}" for e in exc.errors()
-    )
 
 
 def _json_file(path: Path, what: str) -> Any:
@@ -52,7 +47,7 @@ def build_settings(config: Path | None, overrides: dict[str, Any]) -> ResourceSe
     try:
         return ResourceSettings(**data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid resource settings: {_problems(exc)}") from None
+        raise ConfigError(f"invalid resource settings: {validation_problems(exc)}") from None
 
 
 def _preflight(settings: ResourceSettings) -> None:

@@ -74,12 +74,16 @@ class ModelSpec(BaseModel):
             key = key.strip()
             if not sep or key not in ("alpha", "input_shape", "seed"):
                 raise ValueError(f"model spec option {option!r} is not one of alpha=…, input_shape=…, seed=…")
-            if key == "input_shape":
-                fields[key] = [int(d) for d in re.split(r"[x,]", value.strip()) if d]
-            elif key == "alpha":
-                fields[key] = float(value)
-            else:
-                fields[key] = int(value)
+            try:
+                if key == "input_shape":
+                    fields[key] = [int(d) for d in re.split(r"[x,]", value.strip()) if d]
+                elif key == "alpha":
+                    fields[key] = float(value)
+                else:
+                    fields[key] = int(value)
+            except ValueError:
+                expected = {"input_shape": "HxWxC integers", "alpha": "a number", "seed": "an integer"}[key]
+                raise ValueError(f"model spec option {option!r}: {key} must be {expected}") from None
         return cls.model_validate(fields)
 
 

@@ -140,3 +140,40 @@ def test_benchmark_refuses_what_it_cannot_run_without_a_traceback(tmp_path: Path
         assert run.exit_code == 2, run.output
         assert needle in run.output and "Traceback" not in run.output
         assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.slow
+def test_benchmark_builds_an_application_at_the_given_input_shape_and_plan_reads_it(tmp_path: Path) -> None:
+    from scission_service.models import build_application, model_digest
+
+    out = tmp_path / "phone.json"
+    args = ["benchmark", "mobilenetv2:alpha=0.35", "--input-shape", "32,32,3", "--tier", "device",
+            "--name", "phone", "--out", str(out)]  # fmt: skip
+    run = CliRunner().invoke(cli, args)
+    assert run.exit_code == 0, run.output
+    data = json.loads(out.read_text())
+    assert data["input_shape"] == [1, 32, 32, 3] and data["repeats"] == 10
+    assert data["resource"] == {**data["resource"], "name": "phone", "tier": "device"}
+    # The same model a resource node serving "mobilenetv2:alpha=0.35:input_shape=32x32x3" would build.
+    expected = build_application("mobilenetv2", alpha=0.35, input_shape=(32, 32, 3))
+    assert data["model_digest"] == model_digest(expected)
+    assert f"{len(data['blocks'])} blocks: sum of block medians" in run.output
+    assert "whole model" in run.output
+    planned = CliRunner().invoke(cli, ["plan", str(out), "--json"])
+    assert planned.exit_code == 0, planned.output
+    (plan,) = json.loads(planned.output)["plans"]
+    assert [seg["resource"] for seg in plan["segments"]] == ["phone"]
+
+
+def test_benchmark_model_spec_errors_are_usage_errors(tmp_path: Path) -> None:
+    cases = [
+        (["mobilenetv2:alpha=x"], "alpha must be a number"),
+        (["vgg16:colour=red"], "is not one of alpha=…, input_shape=…, seed=…"),
+        (["vgg16", "--input-shape", "64,64"], "an application takes height,width,channels"),
+        (["vgg16:input_shape=32x32x3", "--input-shape", "64,64,3"], "contradicts"),
+    ]
+    for args, needle in cases:
+        run = CliRunner().invoke(cli, ["benchmark", *args, "--out", str(tmp_path / "out.json")])
+        assert run.exit_code == 2, run.output
+        assert needle in run.output and "Traceback" not in run.output
+        assert not (tmp_path / "out.json").exists()
