@@ -184,33 +184,41 @@ def _load_problem(files: Sequence[Path], links_file: Path | None, input_bytes: f
     )
 
 
-def print_plans(result: PlanResult) -> None:
-    """A readable table of the plans (or the infeasibility message)."""
-    from rich.console import Console
-    from rich.table import Table
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f} ms" if seconds < 0.01 else f"{seconds * 1e3:.1f} ms"
 
-    console = Console()
+
+def _size(count: float) -> str:
+    if count < 1e3:
+        return f"{count:.0f} B"
+    return f"{count / 1e3:.1f} kB" if count < 1e6 else f"{count / 1e6:.2f} MB"
+
+
+def format_plans(result: PlanResult) -> str:
+    """The plans as readable text: a summary line per plan, then its segments and hops in chain order."""
     if not result.feasible:
-        console.print(f"[bold red]{result.message}[/]")
-        return
-    table = Table(title=f"{result.model or 'model'}: top {len(result.plans)} by {result.objective}")
-    for name in ("#", "latency s", "compute s", "transfer s", "bytes", "segments", "hops"):
-        table.add_column(name, justify="right" if name not in ("segments", "hops") else "left")
+        return result.message
+    lines = [f"{result.model or 'model'}: top {len(result.plans)} by {result.objective}"]
     for plan in result.plans:
-        segments = "\n".join(
-            f"{s.resource} ({s.tier}): blocks {s.first_block}-{s.last_block}, "
-            f"layers {s.first_layer}-{s.last_layer},"
-            f" {s.compute_s:.4f} s"
-            for s in plan.segments
+        lines.append(
+            f"[{plan.rank}] {_ms(plan.latency_s)} = compute {_ms(plan.compute_s)} + transfer "
+            f"{_ms(plan.transfer_s)}, {_size(plan.transfer_bytes)} sent"
         )
-        hops = "\n".join(
-            f"{h.source}->{h.destination}: {h.bytes:.0f} B, {h.transfer_s:.4f} s" for h in plan.hops
-        )
-        table.add_row(
-            str(plan.rank), f"{plan.latency_s:.4f}", f"{plan.compute_s:.4f}", f"{plan.transfer_s:.4f}",
-            f"{plan.transfer_bytes:.0f}", segments, hops or "-",
-        )  # fmt: skip
-    console.print(table)
+        forward = {hop.destination: hop for hop in plan.hops if hop.kind == "forward"}
+        for seg in plan.segments:
+            hop = forward.get(seg.resource)
+            if hop is not None:
+                lines.append(f"      -> {_size(hop.bytes)} from {hop.source} in {_ms(hop.transfer_s)}")
+            lines.append(
+                f"    {seg.resource} ({seg.tier}): blocks {seg.first_block}-{seg.last_block}, "
+                f"layers {seg.first_layer}-{seg.last_layer}, {_ms(seg.compute_s)}"
+            )
+        for hop in plan.hops:
+            if hop.kind != "forward":
+                lines.append(
+                    f"      -> {_size(hop.bytes)} back to {hop.destination} in {_ms(hop.transfer_s)}"
+                )
+    return "\n".join(lines)
 
 
 def plot_plan(problem: PlanningProblem, result: PlanResult, out: Path) -> None:
@@ -245,10 +253,7 @@ def plot_plan(problem: PlanningProblem, result: PlanResult, out: Path) -> None:
 
 
 def _emit(result: PlanResult, as_json: bool) -> None:
-    if as_json:
-        click.echo(result.model_dump_json(indent=2))
-    else:
-        print_plans(result)
+    click.echo(result.model_dump_json(indent=2) if as_json else format_plans(result))
     if not result.feasible:
         sys.exit(EXIT_NO_PLAN)
 

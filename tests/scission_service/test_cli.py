@@ -37,8 +37,17 @@ def test_plan_json_and_table(imported: Path) -> None:
     assert doc["feasible"] and [p["rank"] for p in doc["plans"]] == [1, 2, 3]
     lat = [p["latency_s"] for p in doc["plans"]]
     assert lat == sorted(lat)
-    table = CliRunner().invoke(cli, ["plan", *_files(imported), "--links", links, "--top", "2"])
-    assert table.exit_code == 0 and "latency s" in table.output and "6700k(GPU)" in table.output
+    text = CliRunner().invoke(cli, ["plan", *_files(imported), "--links", links, "--top", "2"])
+    assert text.exit_code == 0, text.output
+    summaries = [line for line in text.output.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] for line in summaries] == ["[1", "[2"]
+    best = doc["plans"][0]
+    assert summaries[0].startswith(f"[1] {best['latency_s'] * 1e3:.1f} ms = compute")
+    for seg in best["segments"]:
+        assert (
+            f"    {seg['resource']} ({seg['tier']}): blocks {seg['first_block']}-{seg['last_block']}, "
+            f"layers {seg['first_layer']}-{seg['last_layer']}," in text.output
+        )
 
 
 def test_plan_flags_and_query_file_combine(imported: Path, tmp_path: Path) -> None:
