@@ -200,9 +200,10 @@ def format_plans(result: PlanResult) -> str:
         return result.message
     lines = [f"{result.model or 'model'}: top {len(result.plans)} by {result.objective}"]
     for plan in result.plans:
+        weighted = f", weighted cost {plan.objective_value:.4f}" if result.objective == "weighted" else ""
         lines.append(
             f"[{plan.rank}] {_ms(plan.latency_s)} = compute {_ms(plan.compute_s)} + transfer "
-            f"{_ms(plan.transfer_s)}, {_size(plan.transfer_bytes)} sent"
+            f"{_ms(plan.transfer_s)}, {_size(plan.transfer_bytes)} sent{weighted}"
         )
         forward = {hop.destination: hop for hop in plan.hops if hop.kind == "forward"}
         for seg in plan.segments:
@@ -448,6 +449,7 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
         if spec.input_shape not in (None, tuple(shape)):
             _usage(f"--input-shape {input_shape!r} contradicts the model's input_shape={spec.input_shape}")
         spec = spec.model_copy(update={"input_shape": tuple(shape)})
+    from rich.console import Console
     from rich.progress import Progress
 
     from scission_service import benchmarking, models
@@ -461,7 +463,7 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
         *model_errors,
     )
     resource = name or socket.gethostname() or "local"
-    with Progress(transient=True) as progress:
+    with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(f"benchmarking {spec.name}", total=None)
 
         def report(done: int, total: int) -> None:
