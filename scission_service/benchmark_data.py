@@ -13,7 +13,9 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+#: Versions this code reads: 1 lacks ``held_out`` and had its call overhead measured on an identity model.
+READABLE_VERSIONS: Final = (1, 2)
 Tier = Literal["device", "edge", "cloud"]
 
 
@@ -51,10 +53,24 @@ class BlockTiming(_Base):
     output_bytes: int = Field(ge=0)
 
 
-class BenchmarkData(_Base):
-    """Per-block timings of one model on one resource (schema version 1)."""
+class SegmentCheck(_Base):
+    """A segment timed as one call apart from its blocks: does the sum of its blocks predict it?"""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    first_block: int = Field(ge=0)
+    last_block: int = Field(ge=0)
+    predicted_s: float = Field(ge=0)
+    measured_s: float = Field(ge=0)
+
+    @property
+    def error(self) -> float | None:
+        """Relative error of the prediction (None when nothing measurable was left)."""
+        return None if self.measured_s <= 0 else (self.predicted_s - self.measured_s) / self.measured_s
+
+
+class BenchmarkData(_Base):
+    """Per-block timings of one model on one resource (schema version 2)."""
+
+    schema_version: Literal[1, 2] = SCHEMA_VERSION
     resource: ResourceDescriptor
     model_name: str = Field(min_length=1, max_length=200)
     model_digest: str = Field(min_length=1, max_length=200)
@@ -64,7 +80,8 @@ class BenchmarkData(_Base):
     repeats: int = Field(0, ge=0)
     blocks: list[BlockTiming] = Field(min_length=1)
     whole_model_median_s: float | None = Field(None, ge=0)
-    call_overhead_s: float = Field(0.0, ge=0)  # calibrated per-call overhead already subtracted from times
+    call_overhead_s: float = Field(0.0, ge=0)  # per-call overhead already subtracted from every time
+    held_out: list[SegmentCheck] = Field(default_factory=list)  # checks of the model cut in the middle
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     source: str = "fedscission"
 
@@ -77,6 +94,11 @@ class BenchmarkData(_Base):
                 raise ValueError(f"block {position} ends (layer {block.last_layer}) before it starts")
             if position and block.first_layer <= self.blocks[position - 1].last_layer:
                 raise ValueError(f"block {position} overlaps block {position - 1}")
+        for check in self.held_out:
+            if not check.first_block <= check.last_block < len(self.blocks):
+                raise ValueError(
+                    f"held_out segment {check.first_block}-{check.last_block} is not a block range"
+                )
         return self
 
     @property
@@ -94,8 +116,9 @@ def parse_benchmark_data(text: str | bytes) -> BenchmarkData:
     if not isinstance(raw, dict):
         raise BenchmarkDataError("a BenchmarkData document must be a JSON object")
     version = raw.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise BenchmarkDataError(f"unsupported schema_version {version!r}; expected {SCHEMA_VERSION}")
+    if version not in READABLE_VERSIONS:
+        expected = " or ".join(map(str, READABLE_VERSIONS))
+        raise BenchmarkDataError(f"unsupported schema_version {version!r}; expected {expected}")
     try:
         return BenchmarkData.model_validate(raw)
     except ValidationError as exc:

@@ -8,10 +8,16 @@ creation): on MobileNetV2's blocks the call time settles after about five calls,
 :data:`WARMUP_CALLS`. Blocks are chained: block ``k`` is fed the real output of block ``k - 1``.
 
 Per-call overhead (tensor conversion, function dispatch, copying the result out) is paid once per segment
-call, so ``n`` small blocks would be overcharged ``n - 1`` times against the whole model. It is calibrated
-with an identity model on a one-element tensor in the same execution mode and subtracted from every block and
-from the whole model (never below 0). The whole model is timed too; :func:`sum_vs_whole_error` reports how
-well the block sum predicts it.
+call, so ``n`` small blocks would be overcharged ``n - 1`` times against the whole model. On a 2-core VM one
+call costs about 0.25 ms, as much as many blocks' compute, and it varies from call to call, so an overhead
+measured apart (an identity model) is off by some tens of microseconds, and that error counts ``n`` times in
+every block sum (MobileNet at alpha 0.25: block sums from a third to three times the whole model). Instead the
+overhead ``o`` is fitted to the run itself: the whole model is timed too, and ``o`` is the one value for which
+the corrected blocks add up to the corrected whole model, ``sum(max(block_k - o, 0)) = whole - o``
+(:func:`fit_call_overhead`; a one-block model falls back to an identity model). ``o`` is subtracted from
+every time. Since that makes the block sum match the whole model by construction, held-out measurements
+check the numbers: the model cut in the middle, each half timed as one segment, predicted (the sum of its
+blocks) against measured (``BenchmarkData.held_out``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from scission_service.benchmark_data import BenchmarkData, BlockTiming, ResourceDescriptor, Tier  # noqa: E402
+from scission_service.benchmark_data import (  # noqa: E402
+    BenchmarkData,
+    BlockTiming,
+    ResourceDescriptor,
+    SegmentCheck,
+    Tier,
+)
 from scission_service.graph import ModelGraph, analyze_model  # noqa: E402
 from scission_service.models import BUILD_LOCK  # noqa: E402
 from scission_service.segments import (  # noqa: E402
@@ -64,7 +76,6 @@ class BenchmarkStats:
     wall_ns: int
     timed_ns: int
     warmup_ns: int
-    calibration_ns: int
     timed_calls: int
 
 
@@ -187,6 +198,32 @@ def calibrate_call_overhead(*, repeats: int = 50) -> float:
         return _overhead_ns / 1e9
 
 
+def fit_call_overhead(block_s: Sequence[float], whole_s: float) -> float:
+    """The per-call overhead ``o`` with ``sum(max(b - o, 0) for b in block_s) == whole_s - o``.
+
+    ``block_s`` and ``whole_s`` are raw medians (each one call). The left side falls faster than the right
+    while two or more blocks exceed ``o``, so a root in ``[0, whole_s]`` is unique; it is found by bisection.
+    0 when the blocks already sum to no more than the whole model. There is no root when a single block
+    took longer than the whole model (noise, on a model whose whole run costs about one call); then the
+    cheapest call measured bounds the overhead and is returned, and the blocks sum to more than the whole.
+    """
+    if len(block_s) < 2:
+        raise ValueError("the overhead of a one-block model cannot be fitted; calibrate it instead")
+
+    def excess(o: float) -> float:
+        return sum(max(b - o, 0.0) for b in block_s) - (whole_s - o)
+
+    low, high = 0.0, max(whole_s, 0.0)
+    if excess(low) <= 0:
+        return 0.0
+    if excess(high) > 0:
+        return max(min(*block_s, whole_s), 0.0)
+    for _ in range(64):
+        middle = (low + high) / 2
+        low, high = (middle, high) if excess(middle) > 0 else (low, middle)
+    return (low + high) / 2
+
+
 def benchmark_model_with_stats(
     model: keras.Model,
     *,
@@ -211,46 +248,69 @@ def benchmark_model_with_stats(
     shape = _resolve_input_shape(graph, input_shape)
     x = _random_input(shape, str(graph.model.inputs[0].dtype))
 
-    calibration_start = time.perf_counter_ns()
-    overhead_s = calibrate_call_overhead()
-    calibration_ns = time.perf_counter_ns() - calibration_start
-
     n = len(graph.blocks)
-    total_steps = n + 1
+    total_steps = n + 2
     timed_ns = warmup_ns = calls = 0
-    blocks: list[BlockTiming] = []
+
+    def measure(first: int, last: int, inputs: Any) -> tuple[Any, float, list[int]]:
+        nonlocal timed_ns, warmup_ns, calls
+        segment = get_segment(graph, first, last)
+        output, samples, spent = _measure(segment, inputs, repeats=repeats, warmup=warmup)
+        timed_ns, warmup_ns, calls = timed_ns + sum(samples), warmup_ns + spent, calls + len(samples)
+        return output, statistics.median(samples) / 1e9, samples
+
+    raw_blocks: list[list[int]] = []
+    medians_s: list[float] = []
+    output_bytes: list[int] = []
     value: Any = x
-    for k, block in enumerate(graph.blocks):
-        segment = get_segment(graph, k, k)
-        value, samples, spent = _measure(segment, value, repeats=repeats, warmup=warmup)
-        timed_ns += sum(samples)
-        warmup_ns += spent
-        calls += len(samples)
-        blocks.append(
-            BlockTiming(
-                index=k,
-                first_layer=block.first_layer,
-                last_layer=block.last_layer,
-                first_layer_name=block.first_layer_name,
-                last_layer_name=block.last_layer_name,
-                median_s=max(statistics.median(samples) / 1e9 - overhead_s, 0.0),
-                p10_s=max(_percentile(samples, 10) / 1e9 - overhead_s, 0.0),
-                p90_s=max(_percentile(samples, 90) / 1e9 - overhead_s, 0.0),
-                output_bytes=_output_bytes(value),
-            )
-        )
+    for k in range(n):
+        value, median_s, samples = measure(k, k, value)
+        raw_blocks.append(samples)
+        medians_s.append(median_s)
+        output_bytes.append(_output_bytes(value))
         if progress is not None:
             progress(k + 1, total_steps)
-
-    whole = get_segment(graph, 0, n - 1)
-    _, samples, spent = _measure(whole, x, repeats=repeats, warmup=warmup)
-    timed_ns += sum(samples)
-    warmup_ns += spent
-    calls += len(samples)
-    whole_s = max(statistics.median(samples) / 1e9 - overhead_s, 0.0)
+    _, whole_raw_s, _ = measure(0, n - 1, x)
+    if progress is not None:
+        progress(n + 1, total_steps)
+    # Held out: the model cut in the middle, each half one call (not used to fit anything).
+    halves = [(0, (n - 1) // 2), ((n - 1) // 2 + 1, n - 1)] if n >= 2 else []
+    halves_raw_s = []
+    value = x
+    for first, last in halves:
+        value, median_s, _ = measure(first, last, value)
+        halves_raw_s.append(median_s)
     if progress is not None:
         progress(total_steps, total_steps)
 
+    overhead_s = fit_call_overhead(medians_s, whole_raw_s) if n >= 2 else calibrate_call_overhead()
+
+    def corrected(seconds: float) -> float:
+        return max(seconds - overhead_s, 0.0)
+
+    blocks = [
+        BlockTiming(
+            index=k,
+            first_layer=block.first_layer,
+            last_layer=block.last_layer,
+            first_layer_name=block.first_layer_name,
+            last_layer_name=block.last_layer_name,
+            median_s=corrected(medians_s[k]),
+            p10_s=corrected(_percentile(raw_blocks[k], 10) / 1e9),
+            p90_s=corrected(_percentile(raw_blocks[k], 90) / 1e9),
+            output_bytes=output_bytes[k],
+        )
+        for k, block in enumerate(graph.blocks)
+    ]
+    held_out = [
+        SegmentCheck(
+            first_block=first,
+            last_block=last,
+            predicted_s=sum(b.median_s for b in blocks[first : last + 1]),
+            measured_s=corrected(raw_s),
+        )
+        for (first, last), raw_s in zip(halves, halves_raw_s, strict=True)
+    ]
     data = BenchmarkData(
         resource=resource,
         model_name=model_name,
@@ -260,14 +320,14 @@ def benchmark_model_with_stats(
         execution_mode=EXECUTION_MODE,
         repeats=repeats,
         blocks=blocks,
-        whole_model_median_s=whole_s,
+        whole_model_median_s=corrected(whole_raw_s),
         call_overhead_s=overhead_s,
+        held_out=held_out,
     )
     stats = BenchmarkStats(
         wall_ns=time.perf_counter_ns() - wall_start,
         timed_ns=timed_ns,
         warmup_ns=warmup_ns,
-        calibration_ns=calibration_ns,
         timed_calls=calls,
     )
     return data, stats
@@ -307,14 +367,6 @@ def warm_up_segment(model: keras.Model, *, first_block: int, last_block: int) ->
         np.zeros((1, *(int(d or 1) for d in shape[1:])), dtype=dtype) for shape, dtype in segment.input_specs
     ]
     segment.execute(zeros)
-
-
-def sum_vs_whole_error(data: BenchmarkData) -> float | None:
-    """Relative error of the block-median sum against the whole-model median (None if not measured)."""
-    whole = data.whole_model_median_s
-    if whole is None or whole <= 0:
-        return None
-    return (data.block_sum_s - whole) / whole
 
 
 def run_segment(

@@ -483,14 +483,19 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
             *model_errors,
         )
     _guard(lambda: dump_benchmark_data(data, out_file))
-    error, whole_s = benchmarking.sum_vs_whole_error(data), data.whole_model_median_s
     click.echo(
         f"{spec.name} ({data.model_digest[:19]}), input {data.input_shape}, {data.repeats} repeats, "
         f"{data.execution_mode}, {data.call_overhead_s * 1e3:.3f} ms call overhead subtracted per call"
     )
-    whole = "" if error is None or whole_s is None else f", whole model {whole_s * 1e3:.2f} ms ({error:+.0%})"
-    blocks = f"{len(data.blocks)} blocks: sum of block medians {data.block_sum_s * 1e3:.2f} ms"
+    whole = "" if data.whole_model_median_s is None else f" (whole model {_ms(data.whole_model_median_s)})"
+    blocks = f"{len(data.blocks)} blocks: sum of block medians {_ms(data.block_sum_s)}"
     click.echo(f"{blocks}{whole} -> {out_file}")
+    for check in data.held_out:
+        error = "" if check.error is None else f" ({check.error:+.0%})"
+        click.echo(
+            f"check, blocks {check.first_block}-{check.last_block} as one segment: predicted "
+            f"{_ms(check.predicted_s)}, measured {_ms(check.measured_s)}{error}"
+        )
 
 
 cli.add_command(resource_cli.resource)

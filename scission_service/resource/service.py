@@ -264,10 +264,15 @@ class ResourceService:
             for b in data.blocks
         ]
         whole = data.whole_model_median_s * factor if data.whole_model_median_s is not None else None
+        held_out = [
+            c.model_copy(update={"predicted_s": c.predicted_s * factor, "measured_s": c.measured_s * factor})
+            for c in data.held_out
+        ]
         return data.model_copy(
             update={
                 "blocks": blocks,
                 "whole_model_median_s": whole,
+                "held_out": held_out,
                 "execution_mode": f"{data.execution_mode} x{factor:g} (emulated)",
             }
         )

@@ -167,7 +167,9 @@ def test_benchmark_builds_an_application_at_the_given_input_shape_and_plan_reads
     expected = build_application("mobilenetv2", alpha=0.35, input_shape=(32, 32, 3))
     assert data["model_digest"] == model_digest(expected)
     assert f"{len(data['blocks'])} blocks: sum of block medians" in run.output
-    assert "whole model" in run.output
+    cut = (len(data["blocks"]) - 1) // 2
+    assert f"check, blocks 0-{cut} as one segment: predicted" in run.output
+    assert len(data["held_out"]) == 2
     planned = CliRunner().invoke(cli, ["plan", str(out), "--json"])
     assert planned.exit_code == 0, planned.output
     (plan,) = json.loads(planned.output)["plans"]
