@@ -1,8 +1,10 @@
 """Prediction error: the planner's cost (sum of per-block medians) against measured times, in one run.
 
-For a few small Keras applications on this machine: benchmark block by block, then measure (a) the whole model
-and (b) a three-segment split run segment after segment with the same execution mode, and print predicted vs
-measured with the relative error. Run: ``python bench/prediction_error.py [--repeats 10]``.
+For a few small Keras applications on this machine: benchmark block by block (which fits the per-call overhead
+so the blocks add up to the whole model, and times the model's two halves as held-out checks), then measure a
+three-segment split run segment after segment with the same execution mode, and print the held-out errors and
+the split's predicted (sum of its blocks) vs measured time, one call overhead per segment subtracted like
+every benchmark time. Run: ``python bench/prediction_error.py [--repeats 10]``.
 """
 
 from __future__ import annotations
@@ -44,23 +46,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    header = ["model", "blocks", "predicted", "whole", "error", "3-split", "error"]
     print(
-        f"{header[0]:<28} {header[1]:>6} {header[2]:>10} {header[3]:>10} {header[4]:>7} {header[5]:>10} "
-        f"{header[6]:>7}"
+        f"{'model':<24} {'blocks':>6} {'overhead':>9} {'1st half':>8} {'2nd half':>8} "
+        f"{'3-split':>9} {'measured':>9} {'error':>6}"
     )
     for name, alpha, shape in APPLICATIONS:
         model = load_model(name, alpha=alpha, input_shape=shape)
         data = benchmark_model(
             model, model_name=name, resource_name="bench", tier="edge", repeats=args.repeats
         )
-        predicted, whole = data.block_sum_s, data.whole_model_median_s or 0.0
         x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
-        split = _split_time(model, len(data.blocks), x, args.repeats)
+        # Measured like the benchmark's own times: one call overhead per segment off.
+        split = max(_split_time(model, len(data.blocks), x, args.repeats) - 3 * data.call_overhead_s, 0.0)
+        predicted = data.block_sum_s
+        halves = [f"{c.error:+.0%}" if c.error is not None else "n/a" for c in data.held_out]
         label = f"{name}" + (f" a={alpha}" if alpha else "") + f" {shape[0]}px"
+        error = (predicted - split) / split
         print(
-            f"{label:<28} {len(data.blocks):>6} {predicted * 1e3:>8.2f}ms {whole * 1e3:>8.2f}ms "
-            f"{(predicted - whole) / whole:>+7.0%} {split * 1e3:>8.2f}ms {(predicted - split) / split:>+7.0%}"
+            f"{label:<24} {len(data.blocks):>6} {data.call_overhead_s * 1e6:>7.0f}us {halves[0]:>8} "
+            f"{halves[1]:>8} {predicted * 1e3:>7.2f}ms {split * 1e3:>7.2f}ms {error:>+6.0%}"
         )
 
 

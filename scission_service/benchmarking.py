@@ -2,22 +2,24 @@
 
 Every block of :func:`scission_service.graph.analyze_model` is run as its own compiled segment (the execution
 mode of :mod:`scission_service.segments`, the same one :func:`run_segment` uses, so the numbers predict
-execution): ``warmup`` untimed calls, then ``repeats`` calls timed with ``time.perf_counter_ns``. The
-segment is traced when it is built; its first calls are still slow (graph optimisation, oneDNN primitive
-creation): on MobileNetV2's blocks the call time settles after about five calls, hence
-:data:`WARMUP_CALLS`. Blocks are chained: block ``k`` is fed the real output of block ``k - 1``.
+execution), and so are the whole model and its two halves: each segment gets ``warmup`` untimed calls, then
+``repeats`` rounds each call every segment once, timed with ``time.perf_counter_ns`` (medians, p10, p90 over
+the rounds). Interleaving matters on a shared machine: a slow spell slows every segment alike; measured one
+segment after another, the held-out errors below were two to five times larger. A segment is traced when it
+is built; its first calls are still slow (graph optimisation, oneDNN primitive creation): on MobileNetV2's
+blocks the call time settles after about five calls, hence :data:`WARMUP_CALLS`. Blocks are chained: block
+``k`` is fed the real output of block ``k - 1``.
 
 Per-call overhead (tensor conversion, function dispatch, copying the result out) is paid once per segment
 call, so ``n`` small blocks would be overcharged ``n - 1`` times against the whole model. On a 2-core VM one
-call costs about 0.25 ms, as much as many blocks' compute, and it varies from call to call, so an overhead
-measured apart (an identity model) is off by some tens of microseconds, and that error counts ``n`` times in
-every block sum (MobileNet at alpha 0.25: block sums from a third to three times the whole model). Instead the
-overhead ``o`` is fitted to the run itself: the whole model is timed too, and ``o`` is the one value for which
-the corrected blocks add up to the corrected whole model, ``sum(max(block_k - o, 0)) = whole - o``
-(:func:`fit_call_overhead`; a one-block model falls back to an identity model). ``o`` is subtracted from
-every time. Since that makes the block sum match the whole model by construction, held-out measurements
-check the numbers: the model cut in the middle, each half timed as one segment, predicted (the sum of its
-blocks) against measured (``BenchmarkData.held_out``).
+call costs about 0.3 ms, as much as many blocks' compute; an overhead measured apart (an identity model on a
+one-element tensor) is some tens of microseconds short of a real block's, and that error counts ``n`` times
+in every block sum (MobileNet at alpha 0.25: block sums from a third to three times the whole model).
+Instead the overhead ``o`` is fitted to the run itself: ``o`` is the one value for which the corrected blocks
+add up to the corrected whole model, ``sum(max(block_k - o, 0)) = whole - o`` (:func:`fit_call_overhead`; a
+one-block model falls back to an identity model). ``o`` is subtracted from every time. Since that makes the
+block sum match the whole model by construction, the two halves check the numbers: each half's measured
+time against the sum of its blocks (``BenchmarkData.held_out``).
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ class BenchmarkStats:
     """Where a benchmark's wall time went (for ``bench/benchmark_overhead.py``)."""
 
     wall_ns: int
-    timed_ns: int
-    warmup_ns: int
+    timed_ns: int  # inside the timed calls
+    warmup_ns: int  # building (tracing) and warming up the segments
     timed_calls: int
 
 
@@ -163,22 +165,6 @@ def _output_bytes(output: SegmentOutput) -> int:
     return sum(encoded_size(a) for a in arrays)
 
 
-def _measure(
-    segment: Segment, inputs: Any, *, repeats: int, warmup: int
-) -> tuple[SegmentOutput, list[int], int]:
-    start = time.perf_counter_ns()
-    output: SegmentOutput | None = None
-    for _ in range(warmup):
-        output, _ = timed_call(segment, inputs)
-    warmup_ns = time.perf_counter_ns() - start
-    samples = []
-    for _ in range(repeats):
-        output, elapsed = timed_call(segment, inputs)
-        samples.append(elapsed)
-    assert output is not None
-    return output, samples, warmup_ns
-
-
 def _percentile(samples: list[int], q: float) -> float:
     return float(np.percentile(np.asarray(samples, dtype=np.float64), q, method="linear"))
 
@@ -193,8 +179,9 @@ def calibrate_call_overhead(*, repeats: int = 50) -> float:
                 identity = keras.Model(inputs, keras.layers.Identity()(inputs), name="calibration_identity")
             segment = get_segment(analyze_model(identity), 0, 0)
             x = np.zeros((1, 1), dtype=np.float32)
-            _, samples, _ = _measure(segment, x, repeats=max(repeats, 10), warmup=3)
-            _overhead_ns = int(statistics.median(samples))
+            for _ in range(3):
+                timed_call(segment, x)
+            _overhead_ns = int(statistics.median(timed_call(segment, x)[1] for _ in range(max(repeats, 10))))
         return _overhead_ns / 1e9
 
 
@@ -249,41 +236,47 @@ def benchmark_model_with_stats(
     x = _random_input(shape, str(graph.model.inputs[0].dtype))
 
     n = len(graph.blocks)
-    total_steps = n + 2
-    timed_ns = warmup_ns = calls = 0
-
-    def measure(first: int, last: int, inputs: Any) -> tuple[Any, float, list[int]]:
-        nonlocal timed_ns, warmup_ns, calls
-        segment = get_segment(graph, first, last)
-        output, samples, spent = _measure(segment, inputs, repeats=repeats, warmup=warmup)
-        timed_ns, warmup_ns, calls = timed_ns + sum(samples), warmup_ns + spent, calls + len(samples)
-        return output, statistics.median(samples) / 1e9, samples
-
-    raw_blocks: list[list[int]] = []
-    medians_s: list[float] = []
-    output_bytes: list[int] = []
-    value: Any = x
-    for k in range(n):
-        value, median_s, samples = measure(k, k, value)
-        raw_blocks.append(samples)
-        medians_s.append(median_s)
-        output_bytes.append(_output_bytes(value))
-        if progress is not None:
-            progress(k + 1, total_steps)
-    _, whole_raw_s, _ = measure(0, n - 1, x)
-    if progress is not None:
-        progress(n + 1, total_steps)
-    # Held out: the model cut in the middle, each half one call (not used to fit anything).
+    # The blocks in chain order, the whole model, and the held-out halves (the model cut in the middle, each
+    # half one call; not used to fit anything).
     halves = [(0, (n - 1) // 2), ((n - 1) // 2 + 1, n - 1)] if n >= 2 else []
-    halves_raw_s = []
-    value = x
-    for first, last in halves:
-        value, median_s, _ = measure(first, last, value)
-        halves_raw_s.append(median_s)
-    if progress is not None:
-        progress(total_steps, total_steps)
+    ranges = [(k, k) for k in range(n)] + [(0, n - 1), *halves]
+    total_steps = len(ranges) + repeats
+    step = 0
 
-    overhead_s = fit_call_overhead(medians_s, whole_raw_s) if n >= 2 else calibrate_call_overhead()
+    def advance() -> None:
+        nonlocal step
+        step += 1
+        if progress is not None:
+            progress(step, total_steps)
+
+    # Build (trace) and warm up every segment. boundary[k] is the input of block k: the real output of
+    # block k - 1.
+    boundary: list[Any] = [x]
+    output_bytes: list[int] = []
+    segments: list[Segment] = []
+    warmup_start = time.perf_counter_ns()
+    for first, last in ranges:
+        segment = get_segment(graph, first, last)
+        for _ in range(warmup):
+            output, _ = timed_call(segment, boundary[first])
+        if first == last == len(boundary) - 1:
+            boundary.append(output)
+            output_bytes.append(_output_bytes(output))
+        segments.append(segment)
+        advance()
+    warmup_ns = time.perf_counter_ns() - warmup_start
+
+    # Interleaved rounds, each calling every segment once: a slow spell of a shared machine then slows every
+    # segment alike instead of the few measured during it.
+    samples: list[list[int]] = [[] for _ in ranges]
+    for _ in range(repeats):
+        for i, (first, _) in enumerate(ranges):
+            samples[i].append(timed_call(segments[i], boundary[first])[1])
+        advance()
+    medians_s = [statistics.median(s) / 1e9 for s in samples]
+    whole_raw_s, halves_raw_s = medians_s[n], medians_s[n + 1 :]
+
+    overhead_s = fit_call_overhead(medians_s[:n], whole_raw_s) if n >= 2 else calibrate_call_overhead()
 
     def corrected(seconds: float) -> float:
         return max(seconds - overhead_s, 0.0)
@@ -296,8 +289,8 @@ def benchmark_model_with_stats(
             first_layer_name=block.first_layer_name,
             last_layer_name=block.last_layer_name,
             median_s=corrected(medians_s[k]),
-            p10_s=corrected(_percentile(raw_blocks[k], 10) / 1e9),
-            p90_s=corrected(_percentile(raw_blocks[k], 90) / 1e9),
+            p10_s=corrected(_percentile(samples[k], 10) / 1e9),
+            p90_s=corrected(_percentile(samples[k], 90) / 1e9),
             output_bytes=output_bytes[k],
         )
         for k, block in enumerate(graph.blocks)
@@ -326,9 +319,9 @@ def benchmark_model_with_stats(
     )
     stats = BenchmarkStats(
         wall_ns=time.perf_counter_ns() - wall_start,
-        timed_ns=timed_ns,
+        timed_ns=sum(map(sum, samples)),
         warmup_ns=warmup_ns,
-        timed_calls=calls,
+        timed_calls=repeats * len(ranges),
     )
     return data, stats
 

@@ -277,7 +277,8 @@ async def test_benchmark_job_lifecycle_to_benchmark_data(
             await asyncio.sleep(0.05)
         assert state["status"] == "succeeded", state
         blocks = (await describe(client, auth))["models"][0]["blocks"]
-        assert state["progress"]["done"] == state["progress"]["total"] == blocks + 2  # + whole + halves
+        assert state["progress"]["done"] == state["progress"]["total"] == blocks + 3 + 3
+        # one step per segment built (blocks, whole model, two halves), then one per round of 3 repeats
 
         fetched = await client.get("/benchmark-data/tiny", params={"input_shape": "16,16,3"}, headers=auth())
         assert fetched.status_code == 200
