@@ -485,7 +485,7 @@ def benchmark_command(model: str, input_shape: str | None, repeats: int, warmup:
     _guard(lambda: dump_benchmark_data(data, out_file))
     click.echo(
         f"{spec.name} ({data.model_digest[:19]}), input {data.input_shape}, {data.repeats} repeats, "
-        f"{data.execution_mode}, {data.call_overhead_s * 1e3:.3f} ms call overhead subtracted per call"
+        f"{data.execution_mode}, call overhead {data.call_overhead_s * 1e3:.3f} ms subtracted from every time"
     )
     whole = "" if data.whole_model_median_s is None else f" (whole model {_ms(data.whole_model_median_s)})"
     blocks = f"{len(data.blocks)} blocks: sum of block medians {_ms(data.block_sum_s)}"
