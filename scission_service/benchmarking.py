@@ -5,10 +5,10 @@ mode of :mod:`scission_service.segments`, the same one :func:`run_segment` uses,
 execution), and so are the whole model and its two halves: each segment gets ``warmup`` untimed calls, then
 ``repeats`` rounds each call every segment once, timed with ``time.perf_counter_ns`` (medians, p10, p90 over
 the rounds). Interleaving matters on a shared machine: a slow spell slows every segment alike; measured one
-segment after another, the held-out errors below were two to five times larger. A segment is traced when it
-is built; its first calls are still slow (graph optimisation, oneDNN primitive creation): on MobileNetV2's
-blocks the call time settles after about five calls, hence :data:`WARMUP_CALLS`. Blocks are chained: block
-``k`` is fed the real output of block ``k - 1``.
+segment after another, the held-out checks described below were off two to five times more. A segment is
+traced when it is built; its first calls are still slow (graph optimisation, oneDNN primitive creation): on
+MobileNetV2's blocks the call time settles after about five calls, hence :data:`WARMUP_CALLS`. Blocks are
+chained: block ``k`` is fed the real output of block ``k - 1``.
 
 Per-call overhead (tensor conversion, function dispatch, copying the result out) is paid once per segment
 call, so ``n`` small blocks would be overcharged ``n - 1`` times against the whole model. On a 2-core VM one
