@@ -104,6 +104,7 @@ def compile_query(*, problem: PlanningProblem, query: PlanQuery) -> Prepared:
     return Prepared(
         problem=problem, query=query, ids=ids, ranks=ranks,
         times=[list(res.block_times_s) for res in resources],
+        overheads=[res.call_overhead_s for res in resources],
         outs=[list(res.output_bytes) for res in resources],
         allow=allow, sources=sources, hop_targets=hop_targets, return_links=return_links,
         upload_cap=upload_cap, required_tier_bits=required_tier_bits,
@@ -236,7 +237,7 @@ def evaluate_path(problem: PlanningProblem, query: PlanQuery, cand: Candidate) -
     for pos, seg in enumerate(closed):
         res = ids[seg.resource]
         if seg.end > start:
-            seg_s = 0.0
+            seg_s = res.call_overhead_s
             for blk in range(start, seg.end):
                 seg_s += res.block_times_s[blk]
             compute += seg_s

@@ -53,12 +53,18 @@ class BlockSpan:
 
 @dataclass(frozen=True)
 class PlannerResource:
-    """One candidate resource: its tier, the time of each block on it and each block's output size."""
+    """One candidate resource: its tier, the time of each block on it and each block's output size.
+
+    ``call_overhead_s`` is the fixed cost of one segment call on this resource (the benchmark's
+    ``call_overhead_s``, already taken off every block time), charged once per segment it runs: a segment's
+    time is ``call_overhead_s + sum(block times)``. 0 for the original Scission data, which has none.
+    """
 
     id: str
     tier: Tier
     block_times_s: tuple[float, ...]
     output_bytes: tuple[float, ...]
+    call_overhead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.id:
@@ -71,10 +77,11 @@ class PlannerResource:
             raise PlanningProblemError(
                 f"resource {self.id!r}: as many block times as output sizes are needed"
             )
-        for value in (*self.block_times_s, *self.output_bytes):
+        for value in (*self.block_times_s, *self.output_bytes, self.call_overhead_s):
             if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
                 raise PlanningProblemError(
-                    f"resource {self.id!r}: block times and output sizes must be finite numbers >= 0"
+                    f"resource {self.id!r}: block times, output sizes and the call overhead must be finite "
+                    "numbers >= 0"
                 )
 
 
@@ -113,6 +120,10 @@ class PlanningProblem:
                     f"resource {resource.id!r} has {len(resource.block_times_s)} blocks, the model has "
                     f"{len(self.blocks)}: every resource must be benchmarked on the same partitioning"
                 )
+        if self.scission_zero_time_quirk and any(r.call_overhead_s for r in self.resources):
+            raise PlanningProblemError(
+                "the Scission zero-time quirk applies to Scission's own data, which has no call overhead"
+            )
         if not (math.isfinite(self.input_bytes) and self.input_bytes >= 0):
             raise PlanningProblemError(
                 f"input size must be a finite number >= 0 bytes, got {self.input_bytes!r}"
@@ -165,6 +176,7 @@ def problem_from_benchmarks(
                 tier=data.resource.tier,
                 block_times_s=tuple(block.median_s for block in data.blocks),
                 output_bytes=tuple(float(block.output_bytes) for block in data.blocks),
+                call_overhead_s=data.call_overhead_s,
             )
         )
     return PlanningProblem(

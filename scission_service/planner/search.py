@@ -7,9 +7,9 @@ of the node key (source, required tiers/resources seen, hops, resources of the c
 zero-time-quirk mode); accumulated metrics are kept in the label and compared by dominance. A label is
 dropped only when ``top`` other labels of its node dominate it: better objective *for every completion*
 and no worse on every constraint metric. All sums are folded in the canonical order the cost model
-defines (segment = left fold of its block times; totals = left fold of segments/hops in chain order), so
-the values equal an enumerator's bit for bit, and objective comparisons inside a tiny band are decided
-component-wise, so floating-point rounding never changes the answer.
+defines (segment = left fold of its resource's call overhead and its block times; totals = left fold of
+segments/hops in chain order), so the values equal an enumerator's bit for bit, and objective comparisons
+inside a tiny band are decided component-wise, so floating-point rounding never changes the answer.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ class Prepared:
     ids: list[str]
     ranks: list[int]
     times: list[list[float]]
+    overheads: list[float]  # charged once per segment: a segment's time folds [overhead, block times...]
     outs: list[list[float]]
     allow: list[list[bool]]
     sources: list[int]
@@ -185,6 +186,7 @@ def search(prep: Prepared) -> list[Candidate]:
     need_rmask = sum(prep.required_resource_bits.values())
     quirk = problem.scission_zero_time_quirk
     ids, ranks, times, allow, outs = prep.ids, prep.ranks, prep.times, prep.allow, prep.outs
+    overheads = prep.overheads
     upload_cap, bytes_cap, per_tier, max_hops = prep.upload_cap, prep.bytes_cap, prep.per_tier, prep.max_hops
     has_requirements = bool(prep.required_tier_bits or prep.required_resource_bits)
     latency_only = query.objective == "latency"
@@ -216,6 +218,8 @@ def search(prep: Prepared) -> list[Candidate]:
             # 1. run block ``blk`` on r (the idle source starts running here)
             if allow[r][blk]:
                 t = times[r][blk]
+                # the idle source's open segment is still 0.0: its first block brings the call overhead
+                t_run = overheads[r] + t if idle else t
                 if not (mode == 1 and t != 0):
                     new_mode = 0 if (mode == 2 and t != 0) else mode
                     cap = res_cap[r]
@@ -226,12 +230,12 @@ def search(prep: Prepared) -> list[Candidate]:
                     bucket = nxt.setdefault(nkey, [])
                     if latency_only and not cap < INF:  # the common case, kept lean
                         bucket += [
-                            ((cc + (seg := seg0 + t)) + tt, closed, cc, seg, tier, tt, b)
+                            ((cc + (seg := seg0 + t_run)) + tt, closed, cc, seg, tier, tt, b)
                             for _, closed, cc, seg0, tier, tt, b in labels
                         ]
                     else:
                         for _, closed, cc, seg0, tier, tt, b in labels:
-                            seg = seg0 + t
+                            seg = seg0 + t_run
                             if tier[rank] + seg > cap:
                                 continue
                             latency_s = (cc + seg) + tt
@@ -270,7 +274,7 @@ def search(prep: Prepared) -> list[Candidate]:
                 else:
                     branches = ((sent, mode),)
                 cap2 = res_cap[r2]
-                seg2 = 0.0 + t2
+                seg2 = overheads[r2] + t2
                 for eff, hop_mode in branches:
                     if eff > upload_cap[r]:
                         continue
@@ -278,7 +282,7 @@ def search(prep: Prepared) -> list[Candidate]:
                         continue
                     run_mode = 0 if (hop_mode == 2 and t2 != 0) else hop_mode
                     hop_s = latency + (eff / bandwidth)
-                    if t2 > cap2:
+                    if seg2 > cap2:
                         continue
                     nkey = (
                         r2, src, tmask | res_tbits[r2], rmask | res_rbits[r2], next_hops, used2, run_mode,
@@ -301,7 +305,7 @@ def search(prep: Prepared) -> list[Candidate]:
                         b2 = b0 + eff
                         if b2 > bytes_cap:
                             continue
-                        if tier_closed[rank2] + t2 > cap2:
+                        if tier_closed[rank2] + seg2 > cap2:
                             continue
                         tt = t0 + hop_s
                         latency_s = (cc + seg2) + tt

@@ -273,6 +273,7 @@ class ResourceService:
                 "blocks": blocks,
                 "whole_model_median_s": whole,
                 "held_out": held_out,
+                "call_overhead_s": data.call_overhead_s * factor,  # stretched like every executed call
                 "execution_mode": f"{data.execution_mode} x{factor:g} (emulated)",
             }
         )

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from rich.console import Console
 
-from fhs.devtools.demo import PROFILES, DemoResult, run_demo
+from fhs.devtools.demo import PROFILES, DemoResult, _segments, run_demo
 
 pytestmark = pytest.mark.slow
 
@@ -85,3 +85,19 @@ def test_outsiders_and_direct_callers_are_refused(run: Run) -> None:
 
 def test_every_process_was_stopped(run: Run) -> None:
     assert run.result.endpoints and not any(_listening(url) for url in run.result.endpoints.values())
+
+
+def test_a_plan_whose_source_runs_no_block_shows_where_the_input_comes_from() -> None:
+    upload = {"source": "s-dev", "destination": "s-cloud", "bytes": 110720.0, "transfer_s": 0.064}
+    plan = {
+        "source": "s-dev",
+        "segments": [{"resource": "s-cloud", "first_block": 0, "last_block": 74}],
+        "hops": [{**upload, "kind": "forward"}],
+    }
+    names = {"s-dev": "device-a", "s-cloud": "cloud-b"}
+    assert _segments(plan, names) == "device-a[input] → cloud-b[0-74]"
+    plan["segments"] = [
+        {"resource": "s-dev", "first_block": 0, "last_block": 15},
+        {"resource": "s-cloud", "first_block": 16, "last_block": 74},
+    ]
+    assert _segments(plan, names) == "device-a[0-15] → cloud-b[16-74]"

@@ -97,7 +97,7 @@ def evaluate(
             return None
     seg_times = []
     for idx, start, end in chain:
-        total = 0.0
+        total = res[idx].call_overhead_s if end > start else 0.0
         for blk in range(start, end):
             total += res[idx].block_times_s[blk]
         seg_times.append(total)
